@@ -1,0 +1,121 @@
+//! `latch up`: serve the manifest's HTTP trigger.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use latch_runner::{App, EngineOptions, GuestLog, LoadOptions, ServeOptions};
+
+#[derive(clap::Args)]
+pub struct UpArgs {
+    /// The application manifest.
+    #[arg(short = 'f', long = "from", default_value = "spin.toml")]
+    pub manifest: PathBuf,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    pub listen: SocketAddr,
+    /// Where databases and compiled components are kept.
+    #[arg(long, default_value = ".latch")]
+    pub data_dir: PathBuf,
+    /// Run `latch build` first.
+    #[arg(long)]
+    pub build: bool,
+    /// Do not swap components when their .wasm changes.
+    #[arg(long)]
+    pub no_watch: bool,
+    /// Wall-clock limit of one request, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub request_timeout: u64,
+    /// Largest request body, in bytes (larger ones get 413).
+    #[arg(long, default_value_t = 1 << 20)]
+    pub max_body_bytes: usize,
+    /// Linear memory limit of one instance, in MiB (SpinKube's invocationLimits.memory).
+    #[arg(long, default_value_t = 128)]
+    pub memory_limit_mib: usize,
+    /// Instances that may run at once.
+    #[arg(long, default_value_t = 256)]
+    pub max_instances: u32,
+    /// Seconds to wait for requests in flight at shutdown.
+    #[arg(long, default_value_t = 10)]
+    pub shutdown_grace: u64,
+}
+
+pub fn run(args: UpArgs) -> anyhow::Result<()> {
+    if args.build {
+        crate::build::run(&crate::build::BuildArgs {
+            manifest: args.manifest.clone(),
+            components: Vec::new(),
+        })?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: UpArgs) -> anyhow::Result<()> {
+    let engine = EngineOptions {
+        max_instances: args.max_instances,
+        memory_limit: args.memory_limit_mib << 20,
+        ..EngineOptions::default()
+    };
+    let load = LoadOptions {
+        data_dir: args.data_dir.clone(),
+        engine,
+        guest_log: GuestLog::tracing(),
+        compile_cache: true,
+    };
+    let manifest_path = args.manifest.clone();
+    let app = tokio::task::spawn_blocking(move || App::load(&manifest_path, &load))
+        .await
+        .context("loading task")??;
+    let app = Arc::new(app);
+
+    let _watcher = if args.no_watch {
+        None
+    } else {
+        Some(latch_runner::swap::watch(app.clone())?)
+    };
+
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
+    let address = listener.local_addr()?;
+    tracing::info!("serving http://{address}");
+    for (pattern, slot) in app.router.routes() {
+        tracing::info!("  {}: http://{address}{}", slot.id, pattern.raw());
+    }
+    let options = ServeOptions {
+        request_timeout: Duration::from_secs(args.request_timeout),
+        max_body_bytes: args.max_body_bytes,
+        max_instances: args.max_instances as usize,
+        shutdown_grace: Duration::from_secs(args.shutdown_grace),
+    };
+    latch_runner::serve(app, listener, options, shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = interrupt => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}

@@ -1,0 +1,389 @@
+//! The HTTP trigger: accept connections, route each request to its
+//! component, run a fresh instance of it, answer with what it returns.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use wasmtime::{Store, Trap};
+use wasmtime_wasi_http::WasiHttpView;
+use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
+
+use crate::app::{App, ComponentSlot};
+use crate::engine::EPOCH_TICK;
+use crate::router::RouteMatch;
+
+/// Limits and timeouts of the HTTP trigger.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Wall-clock limit of one request, guest work and host I/O included.
+    pub request_timeout: Duration,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Instances that may run at once; more requests wait for a free one.
+    pub max_instances: usize,
+    /// How long shutdown waits for requests in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            request_timeout: Duration::from_secs(30),
+            max_body_bytes: 1 << 20,
+            max_instances: 256,
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+const HEALTH_PATH: &str = "/.well-known/spin/health";
+
+/// Serves `app` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    options: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    let local_addr = listener.local_addr()?;
+    let trigger = Arc::new(Trigger {
+        permits: Arc::new(Semaphore::new(options.max_instances)),
+        app,
+        options: options.clone(),
+        local_addr,
+    });
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(true)
+        .header_read_timeout(Duration::from_secs(30));
+
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, client) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, keep serving.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let trigger = trigger.clone();
+        let service = hyper::service::service_fn(move |req| {
+            let trigger = trigger.clone();
+            async move { Ok::<_, std::convert::Infallible>(trigger.handle(req, client).await) }
+        });
+        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(%client, "connection ended: {e}");
+            }
+        });
+    }
+
+    drop(listener);
+    tracing::info!("shutting down: draining requests in flight");
+    match tokio::time::timeout(options.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("drained"),
+        Err(_) => tracing::warn!(
+            "requests still in flight after {:?}; closing them",
+            options.shutdown_grace
+        ),
+    }
+    Ok(())
+}
+
+struct Trigger {
+    app: Arc<App>,
+    options: ServeOptions,
+    permits: Arc<Semaphore>,
+    local_addr: SocketAddr,
+}
+
+/// Why a request ended without the component's answer.
+#[derive(Debug)]
+enum Failure {
+    Trapped,
+    OutOfMemory,
+    TimedOut,
+    NoResponse,
+    GuestError(String),
+    Busy,
+    Internal(String),
+}
+
+impl Failure {
+    /// What the log says (the client only gets the generic detail).
+    fn log_detail(&self) -> String {
+        match self {
+            Failure::GuestError(code) => format!("the guest set an error response: {code}"),
+            Failure::Internal(message) => format!("runner error: {message}"),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn into_response(self, component: &str) -> Response<HyperOutgoingBody> {
+        let (status, title, detail) = match &self {
+            Failure::Trapped => (500, "Internal Server Error", format!("component `{component}` failed (trap)")),
+            Failure::OutOfMemory => (500, "Internal Server Error", format!("component `{component}` exceeded its memory limit")),
+            Failure::TimedOut => (500, "Internal Server Error", format!("component `{component}` exceeded its time limit")),
+            Failure::NoResponse => (500, "Internal Server Error", format!("component `{component}` returned no response")),
+            Failure::GuestError(_) => (500, "Internal Server Error", format!("component `{component}` reported an error")),
+            Failure::Busy => (503, "Service Unavailable", "no instance became free in time".to_string()),
+            Failure::Internal(_) => (500, "Internal Server Error", "the runner could not run the component".to_string()),
+        };
+        problem(status, title, &detail)
+    }
+}
+
+/// An RFC 9457 problem response from the runner itself.
+pub fn problem(status: u16, title: &str, detail: &str) -> Response<HyperOutgoingBody> {
+    let body = serde_json::json!({
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    })
+    .to_string();
+    let mut response = Response::new(full(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    response
+}
+
+fn full(body: impl Into<Bytes>) -> HyperOutgoingBody {
+    Full::new(body.into())
+        .map_err(wasmtime_wasi_http::Error::from)
+        .boxed_unsync()
+}
+
+fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() = status;
+    if !body.is_empty() {
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    }
+    response
+}
+
+impl Trigger {
+    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<HyperOutgoingBody> {
+        let started = Instant::now();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        if path == HEALTH_PATH {
+            return plain(StatusCode::OK, "OK");
+        }
+        let Some(matched) = self.app.router.route(&path) else {
+            tracing::info!(%method, %path, status = 404, "no route");
+            return plain(StatusCode::NOT_FOUND, "");
+        };
+        let slot = matched.target.clone();
+        let route = matched.pattern.raw().to_string();
+        let response = self.run(req, &matched, &slot, client).await;
+        let response = match response {
+            Ok(response) => response,
+            Err(failure) => {
+                tracing::warn!(component_id = %slot.id, %route, "request failed: {}", failure.log_detail());
+                failure.into_response(&slot.id)
+            }
+        };
+        tracing::info!(
+            %method,
+            %route,
+            component_id = %slot.id,
+            status = response.status().as_u16(),
+            duration_us = started.elapsed().as_micros() as u64,
+            "request"
+        );
+        response
+    }
+
+    async fn run(
+        &self,
+        req: Request<Incoming>,
+        matched: &RouteMatch<'_, Arc<ComponentSlot>>,
+        slot: &Arc<ComponentSlot>,
+        client: SocketAddr,
+    ) -> Result<Response<HyperOutgoingBody>, Failure> {
+        let (mut parts, body) = req.into_parts();
+        if let Some(length) = parts.headers.get(CONTENT_LENGTH)
+            && length
+                .to_str()
+                .ok()
+                .and_then(|l| l.parse::<u64>().ok())
+                .is_some_and(|l| l > self.options.max_body_bytes as u64)
+        {
+            return Ok(too_large(self.options.max_body_bytes));
+        }
+        let body = match Limited::new(body, self.options.max_body_bytes).collect().await {
+            Ok(collected) => collected.to_bytes(),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                return Ok(too_large(self.options.max_body_bytes));
+            }
+            Err(e) => return Err(Failure::Internal(format!("reading the request body: {e}"))),
+        };
+
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string)
+            .unwrap_or_else(|| self.local_addr.to_string());
+        let path_and_query = parts
+            .uri
+            .path_and_query()
+            .map(|pq| pq.as_str().to_string())
+            .unwrap_or_else(|| "/".to_string());
+        let full_url = format!("http://{host}{path_and_query}");
+        parts.uri = full_url
+            .parse()
+            .map_err(|e| Failure::Internal(format!("building the request URI: {e}")))?;
+        set_spin_headers(&mut parts.headers, matched, &full_url, client);
+        let request = Request::from_parts(parts, Full::new(body));
+
+        let permit = tokio::time::timeout(
+            self.options.request_timeout,
+            self.permits.clone().acquire_owned(),
+        )
+        .await
+        .map_err(|_| Failure::Busy)?
+        .map_err(|_| Failure::Busy)?;
+        self.run_instance(request, slot, permit).await
+    }
+
+    async fn run_instance(
+        &self,
+        request: Request<Full<Bytes>>,
+        slot: &Arc<ComponentSlot>,
+        permit: OwnedSemaphorePermit,
+    ) -> Result<Response<HyperOutgoingBody>, Failure> {
+        let loaded = slot.current();
+        let engine = &self.app.runtime.engine;
+        let mut store = Store::new(engine, slot.host.instance_state());
+        store.limiter(|state| &mut state.limits);
+        let timeout = self.options.request_timeout;
+        store.set_epoch_deadline((timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64);
+        store.epoch_deadline_trap();
+
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::from));
+        let incoming = store
+            .data_mut()
+            .http()
+            .new_incoming_request(Scheme::Http, request)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+        let outparam = store
+            .data_mut()
+            .http()
+            .new_response_outparam(sender)
+            .map_err(|e| Failure::Internal(e.to_string()))?;
+
+        // The guest runs in its own task: it may keep streaming the body after
+        // the response head has been sent.
+        let task = tokio::spawn(async move {
+            let _permit = permit;
+            let run = async {
+                let proxy = loaded.pre.instantiate_async(&mut store).await?;
+                proxy
+                    .wasi_http_incoming_handler()
+                    .call_handle(&mut store, incoming, outparam)
+                    .await
+            };
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(classify(&e, store.data().limits.memory_denied)),
+                Err(_) => Err(Failure::TimedOut),
+            }
+        });
+
+        match receiver.await {
+            Ok(Ok(response)) => Ok(response),
+            Ok(Err(code)) => Err(Failure::GuestError(format!("{code:?}"))),
+            Err(_) => match task.await {
+                Ok(Ok(())) => Err(Failure::NoResponse),
+                Ok(Err(failure)) => Err(failure),
+                Err(e) => Err(Failure::Internal(format!("instance task: {e}"))),
+            },
+        }
+    }
+}
+
+fn classify(error: &wasmtime::Error, memory_denied: bool) -> Failure {
+    if memory_denied {
+        return Failure::OutOfMemory;
+    }
+    match error.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Failure::TimedOut,
+        Some(_) => Failure::Trapped,
+        None => {
+            tracing::debug!("guest error: {error:#}");
+            Failure::Trapped
+        }
+    }
+}
+
+fn too_large(limit: usize) -> Response<HyperOutgoingBody> {
+    problem(
+        413,
+        "Content Too Large",
+        &format!("the request body exceeds {limit} bytes"),
+    )
+}
+
+/// The `spin-*` headers Spin gives a component. Any `spin-*` header the
+/// client sent is removed first: they are the runtime's to set (a client must
+/// not choose its own `spin-client-addr`).
+fn set_spin_headers(
+    headers: &mut HeaderMap,
+    matched: &RouteMatch<'_, Arc<ComponentSlot>>,
+    full_url: &str,
+    client: SocketAddr,
+) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with("spin-"))
+        .cloned()
+        .collect();
+    for name in spoofed {
+        headers.remove(name);
+    }
+    let raw = matched.pattern.raw();
+    let mut set = |name: &str, value: &str| {
+        if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            headers.insert(name, value);
+        }
+    };
+    set("spin-full-url", full_url);
+    set("spin-path-info", &matched.path_info);
+    set("spin-matched-route", raw);
+    set("spin-raw-component-route", raw);
+    set("spin-component-route", matched.pattern.without_wildcard());
+    set("spin-base-path", "/");
+    set("spin-client-addr", &client.to_string());
+    for (name, value) in &matched.params {
+        set(&format!("spin-path-match-{}", name.replace('_', "-")), value);
+    }
+}
