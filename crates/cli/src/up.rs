@@ -66,7 +66,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         engine,
         guest_log: GuestLog::tracing(),
-        compile_cache: true,
+        cache_dir: Some(args.data_dir.join("cache")),
     };
     let manifest_path = args.manifest.clone();
     let app = tokio::task::spawn_blocking(move || App::load(&manifest_path, &load))

@@ -21,13 +21,12 @@ use crate::variables::AppVariables;
 /// What loading needs besides the manifest.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
-    /// Databases live under `<data_dir>/sqlite/`, compiled components under
-    /// `<data_dir>/cache/`.
+    /// Databases live under `<data_dir>/sqlite/`.
     pub data_dir: PathBuf,
     pub engine: EngineOptions,
     pub guest_log: GuestLog,
-    /// Keep compiled components on disk between runs.
-    pub compile_cache: bool,
+    /// Where compiled components are kept between runs (none: always compile).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// A component compiled, linked and pre-instantiated.
@@ -41,6 +40,8 @@ pub struct ComponentSlot {
     pub id: String,
     pub source: PathBuf,
     pub host: ComponentHost,
+    /// Whether start-up compiled the component or found it in the cache.
+    pub loaded_from: LoadedFrom,
     current: RwLock<Arc<LoadedComponent>>,
 }
 
@@ -97,9 +98,7 @@ impl App {
     ) -> anyhow::Result<App> {
         let engine = crate::engine::build_engine(&options.engine)?;
         crate::engine::spawn_epoch_ticker(&engine)?;
-        let cache_dir = options
-            .compile_cache
-            .then(|| options.data_dir.join("cache"));
+        let cache_dir = options.cache_dir.clone();
         let runtime = Runtime {
             cache: Arc::new(ComponentCache::new(&engine, cache_dir)),
             engine,
@@ -137,6 +136,7 @@ impl App {
                     id: id.clone(),
                     source: decl.source.clone(),
                     host,
+                    loaded_from: from,
                     current: RwLock::new(Arc::new(loaded)),
                 }),
             );

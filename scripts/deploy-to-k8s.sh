@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# Builds the Spin components, pushes the app as an OCI artefact, creates the Secret from
+# environment variables when it does not exist yet, applies an overlay and waits until
+# every SpinApp's Deployment has rolled out.
+set -euo pipefail
+
+SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=lib/common.sh
+source "$SCRIPT_DIR/lib/common.sh"
+
+SECRET_NAME="latch-secrets"
+LOCAL_REGISTRY="localhost:5001" # scripts/setup-kind-cluster.sh
+DEFAULT_TLS_ISSUER="letsencrypt-prod"
+PLACEHOLDER_HOST="latch.example.com" # k8s/components/production
+
+usage() {
+  cat <<'EOF'
+Usage: scripts/deploy-to-k8s.sh [options]
+
+  --overlay NAME     local (default), production or split (k8s/overlays/NAME)
+  --image REF        OCI reference to push and deploy, with a tag or digest.
+                     Required for production and split (e.g. ghcr.io/OWNER/latch:<git sha>);
+                     local defaults to localhost:5001/latch:dev-<hash of the built wasm>
+  --host HOST        public host name of the Ingress (production, split; or LATCH_HOST)
+  --tls-issuer NAME  cert-manager ClusterIssuer for the Ingress certificate
+                     (production, split; default letsencrypt-prod)
+  --context NAME     kubectl context (default: kind-latch for local, else the current one)
+  --skip-build       do not run `spin build` (CI builds in an earlier job)
+  --skip-push        do not run `spin registry push` (the image is already there)
+  --embedded-db      local only: db_type=sqlite, the shim's per-pod SQLite file instead of
+                     SQLite Cloud (no account needed; every replica has its own users!)
+  --update-secret    replace the Secret from the environment even if it exists, then
+                     restart the pods so they read it (key rotation)
+  --timeout DUR      how long to wait for the rollout (default 5m)
+  --dry-run          print every command instead of running it; secret values print as
+                     <redacted>. Still renders the overlay when a kubectl is available.
+  --help             this text
+
+Environment (read only when the Secret is created or updated; never printed):
+  DATABASE_URL       sqlitecloud://<host>:8860/<database>?apikey=<key>  (not with --embedded-db)
+  SIGNING_KEY        <kid>:<base64url 32-byte seed>; local generates one when unset
+  VERIFICATION_KEYS  previous public keys, comma-separated <kid>:<base64url>; may be empty
+  DATABASE_ORIGIN    outbound allow-list entry for the database; default https://<host of
+                     DATABASE_URL>, else the ConfigMap's https://*.sqlite.cloud
+EOF
+}
+
+OVERLAY="local"
+IMAGE=""
+HOST="${LATCH_HOST:-}"
+TLS_ISSUER="$DEFAULT_TLS_ISSUER"
+CONTEXT=""
+SKIP_BUILD=0
+SKIP_PUSH=0
+EMBEDDED_DB=0
+UPDATE_SECRET=0
+TIMEOUT="5m"
+while (($#)); do
+  case "$1" in
+    --overlay | --image | --host | --tls-issuer | --context | --timeout)
+      need_value "$@"
+      case "$1" in
+        --overlay) OVERLAY="$2" ;;
+        --image) IMAGE="$2" ;;
+        --host) HOST="$2" ;;
+        --tls-issuer) TLS_ISSUER="$2" ;;
+        --context) CONTEXT="$2" ;;
+        --timeout) TIMEOUT="$2" ;;
+      esac
+      shift 2
+      ;;
+    --skip-build) SKIP_BUILD=1 && shift ;;
+    --skip-push) SKIP_PUSH=1 && shift ;;
+    --embedded-db) EMBEDDED_DB=1 && shift ;;
+    --update-secret) UPDATE_SECRET=1 && shift ;;
+    --dry-run) DRY_RUN=1 && shift ;;
+    -h | --help) usage && exit 0 ;;
+    *) die "unknown argument: $1 (see --help)" ;;
+  esac
+done
+
+# ------------------------------------------------------------------- arguments
+
+is_overlay "$OVERLAY" || die "unknown overlay '$OVERLAY' (one of: ${LATCH_OVERLAYS[*]})"
+TIMEOUT_S="$(duration_seconds "$TIMEOUT")"
+if [[ "$OVERLAY" == local ]]; then
+  [[ -z "$HOST" ]] || warn "--host is ignored for the local overlay (it answers on any host)"
+  CONTEXT="${CONTEXT:-kind-latch}"
+  # The local overlay already renamed the image to the local registry.
+  IMAGE_NAME_IN_OVERLAY="$LOCAL_REGISTRY/latch"
+else
+  ((!EMBEDDED_DB)) || die "--embedded-db is for the local overlay only: production replicas must share one database"
+  [[ -n "$IMAGE" ]] || die "--image is required for $OVERLAY (the tag is the commit being deployed)"
+  [[ -n "$HOST" ]] || die "--host (or LATCH_HOST) is required for $OVERLAY"
+  [[ "$HOST" != "$PLACEHOLDER_HOST" ]] || die "$PLACEHOLDER_HOST is the documented placeholder, not a host"
+  [[ "$HOST" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$ ]] ||
+    die "not a DNS host name: $HOST"
+  [[ "$TLS_ISSUER" =~ ^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$ ]] || die "not a ClusterIssuer name: $TLS_ISSUER"
+  IMAGE_NAME_IN_OVERLAY="latch"
+fi
+if [[ -n "$IMAGE" ]]; then
+  # registry/path with a :tag and/or @sha256:digest; a bare name would pull "latest".
+  [[ "$IMAGE" =~ ^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$ &&
+    "$IMAGE" =~ (:[A-Za-z0-9_][A-Za-z0-9_.-]*|@sha256:[0-9a-f]{64})$ ]] ||
+    die "--image must be registry/path:tag or registry/path@sha256:digest, got '$IMAGE'"
+fi
+[[ -n "$CONTEXT" ]] && export KUBE_CONTEXT="$CONTEXT"
+
+# ------------------------------------------------------------------- steps
+
+check_prerequisites() {
+  require_tool "$(kubectl_cmd)" "Install kubectl 1.31+ (https://kubernetes.io/docs/tasks/tools/)."
+  if ((!SKIP_BUILD || !SKIP_PUSH)); then
+    require_tool spin "Run scripts/install-spin.sh."
+  fi
+  ((SKIP_BUILD)) || require_tool cargo "Install Rust (https://rustup.rs) and: rustup target add wasm32-wasip2"
+  if ((!DRY_RUN)); then
+    local current
+    current="$(kube config current-context 2>/dev/null || true)"
+    info "kubectl context: ${KUBE_CONTEXT:-$current}"
+    kube version >/dev/null 2>&1 || die "cannot reach the cluster of context ${KUBE_CONTEXT:-$current}"
+  fi
+}
+
+build_components() {
+  ((SKIP_BUILD)) && return 0
+  info "building the components (spin build)"
+  run spin build --from "$LATCH_ROOT/spin.toml"
+}
+
+# The local tag: a hash of the built components, so a rebuild with changes gets a new tag
+# (and the SpinApp a new image, and the pods a rollout) while an unchanged one does not.
+local_image_ref() {
+  local sources f hash
+  mapfile -t sources < <(sed -n 's/^source = "\(.*\)"$/\1/p' "$LATCH_ROOT/spin.toml")
+  for f in "${sources[@]}"; do
+    if [[ ! -f "$LATCH_ROOT/$f" ]]; then
+      if ((DRY_RUN)); then
+        printf '%s/latch:dev-unbuilt' "$LOCAL_REGISTRY"
+        return 0
+      fi
+      die "$f is not built; drop --skip-build"
+    fi
+  done
+  ((${#sources[@]})) || die "spin.toml lists no component sources"
+  hash="$(cd "$LATCH_ROOT" && sha256sum "${sources[@]}" | sha256sum | cut -c1-12)"
+  printf '%s/latch:dev-%s' "$LOCAL_REGISTRY" "$hash"
+}
+
+push_image() {
+  ((SKIP_PUSH)) && return 0
+  info "pushing $IMAGE"
+  if [[ "$OVERLAY" == local ]]; then
+    # The kind registry speaks plain HTTP on loopback.
+    run spin registry push --from "$LATCH_ROOT/spin.toml" --insecure "$IMAGE"
+  else
+    # Needs `spin registry login` beforehand (the workflow does it with its token).
+    run spin registry push --from "$LATCH_ROOT/spin.toml" "$IMAGE"
+  fi
+}
+
+# https://<host> of DATABASE_URL, for Spin's outbound allow-list (spin.toml
+# allowed_outbound_hosts = database_origin). SQLite Cloud serves HTTP on 443.
+database_origin() {
+  if [[ -n "${DATABASE_ORIGIN:-}" ]]; then
+    printf '%s' "$DATABASE_ORIGIN"
+  elif [[ "${DATABASE_URL:-}" =~ ^sqlitecloud://([^@/]*@)?([a-z0-9.-]+)(:[0-9]+)?(/|\?|$) ]]; then
+    printf 'https://%s' "${BASH_REMATCH[2]}"
+  fi
+}
+
+# relative_path FROM_DIR TO: TO as seen from FROM_DIR (kustomize refuses absolute
+# resource paths). Physical paths, so symlinked temp dirs (macOS /tmp) resolve right.
+relative_path() {
+  local from to depth up=""
+  from="$(cd "$1" && pwd -P)"
+  to="$(cd "$2" && pwd -P)"
+  depth="$(tr -cd / <<<"$from" | wc -c)"
+  while ((depth-- > 0)); do up+="../"; done
+  printf '%s%s' "$up" "${to#/}"
+}
+
+# A kustomization in a temp dir on top of the chosen overlay: the per-deploy values
+# (image, host, database origin) stay out of git.
+write_deploy_overlay() {
+  make_private_dir
+  DEPLOY_DIR="$MADE_DIR"
+  local origin literals=() repo tag="" digest="" last
+  origin="$(database_origin)"
+  [[ -n "$origin" ]] && literals+=("database_origin=$origin")
+  ((EMBEDDED_DB)) && literals+=("db_type=sqlite")
+  # registry[:port]/path[:tag][@digest]: a tag can only sit in the last path element.
+  repo="${IMAGE%%@*}"
+  [[ "$IMAGE" == *@* ]] && digest="${IMAGE#*@}"
+  last="${repo##*/}"
+  if [[ "$last" == *:* ]]; then
+    tag="${last#*:}"
+    repo="${repo%:*}"
+  fi
+  {
+    printf 'apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\n'
+    printf 'resources:\n  - %s\n' "$(relative_path "$DEPLOY_DIR" "$LATCH_K8S_DIR/overlays/$OVERLAY")"
+    printf 'images:\n  - name: %s\n    newName: %s\n' "$IMAGE_NAME_IN_OVERLAY" "$repo"
+    # A digest pins the content; kustomize then drops the tag.
+    if [[ -n "$digest" ]]; then
+      printf '    digest: %s\n' "$digest"
+    else
+      printf '    newTag: %s\n' "$tag"
+    fi
+    if ((${#literals[@]})); then
+      printf 'configMapGenerator:\n  - name: latch-config\n    namespace: %s\n    behavior: merge\n    literals:\n' \
+        "$LATCH_NAMESPACE"
+      printf '      - %s\n' "${literals[@]}"
+    fi
+    if [[ "$OVERLAY" != local ]]; then
+      cat <<EOF
+patches:
+  - target:
+      kind: Ingress
+    patch: |-
+      - op: replace
+        path: /spec/rules/0/host
+        value: $HOST
+      - op: replace
+        path: /spec/tls/0/hosts/0
+        value: $HOST
+      - op: replace
+        path: /metadata/annotations/cert-manager.io~1cluster-issuer
+        value: $TLS_ISSUER
+EOF
+    fi
+  } >"$DEPLOY_DIR/kustomization.yaml"
+  info "deploy overlay ($DEPLOY_DIR/kustomization.yaml):"
+  sed 's/^/    | /' "$DEPLOY_DIR/kustomization.yaml" >&2
+}
+
+render() {
+  RENDERED="$DEPLOY_DIR/rendered.yaml"
+  info "rendering k8s/overlays/$OVERLAY"
+  render_kustomization "$DEPLOY_DIR" >"$RENDERED"
+  if [[ ! -s "$RENDERED" ]]; then
+    ((DRY_RUN)) && return 0
+    die "the overlay rendered nothing"
+  fi
+  if grep -qE "^  image: latch$|$PLACEHOLDER_HOST" "$RENDERED"; then
+    die "the rendered manifests still carry a placeholder image or host"
+  fi
+  mapfile -t APPS < <(spinapp_names "$RENDERED")
+  ((${#APPS[@]})) || die "no SpinApp in the rendered overlay"
+  info "rendered $(grep -c '^kind:' "$RENDERED") objects; SpinApps: ${APPS[*]}; $(grep -m1 '^  image: ' "$RENDERED" | sed 's/^ *//')"
+}
+
+# secret_file NAME VALUE: write a secret value to a 0600 file (never to argv).
+secret_file() {
+  printf '%s' "$2" >"$SECRET_DIR/$1"
+}
+
+ensure_secret() {
+  local exists=0
+  probe kube -n "$LATCH_NAMESPACE" get secret "$SECRET_NAME" && exists=1
+  if ((exists && !UPDATE_SECRET)); then
+    info "Secret $SECRET_NAME exists; leaving it as it is (--update-secret replaces it)"
+    return 0
+  fi
+  make_private_dir
+  SECRET_DIR="$MADE_DIR"
+  local signing_key="${SIGNING_KEY:-}"
+  if [[ -z "$signing_key" ]]; then
+    [[ "$OVERLAY" == local ]] || die "SIGNING_KEY is not set (format <kid>:<base64url 32-byte seed>)"
+    # A fresh Ed25519 seed for a throwaway local cluster (any 32 bytes are a valid seed).
+    signing_key="local-$(date -u +%Y%m%d):$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    info "SIGNING_KEY not set: generated a signing key for this local cluster"
+  fi
+  # <kid>:<base64url of 32 bytes> = 43 characters (44 with padding). Checked here so a
+  # malformed key fails the deploy instead of every pod's /ready.
+  [[ "$signing_key" =~ ^[^:[:space:]]+:[A-Za-z0-9_-]{43}=?$ ]] ||
+    die "SIGNING_KEY must be <kid>:<base64url 32-byte seed> (43 characters after the colon)"
+  if ((!EMBEDDED_DB)); then
+    [[ "${DATABASE_URL:-}" == sqlitecloud://* ]] ||
+      die "DATABASE_URL must be set to sqlitecloud://<host>:8860/<database>?apikey=<key> (or use --embedded-db locally)"
+  fi
+  secret_file database_url "${DATABASE_URL:-}"
+  secret_file signing_key "$signing_key"
+  secret_file verification_keys "${VERIFICATION_KEYS:-}"
+  local -a create=(kube -n "$LATCH_NAMESPACE" create secret generic "$SECRET_NAME"
+    "--from-file=database_url=$SECRET_DIR/database_url"
+    "--from-file=signing_key=$SECRET_DIR/signing_key"
+    "--from-file=verification_keys=$SECRET_DIR/verification_keys"
+    --dry-run=client -o yaml)
+  local verb=creating
+  ((exists)) && verb=replacing
+  ((DRY_RUN && UPDATE_SECRET)) && verb="creating or replacing"
+  info "$verb Secret $SECRET_NAME from the environment"
+  # create --dry-run=client | label | apply: creates or replaces, values only ever in
+  # files and pipes. What is printed names the keys, never the values.
+  run_shown "kubectl -n $LATCH_NAMESPACE create secret generic $SECRET_NAME --from-file=database_url=<redacted> \
+--from-file=signing_key=<redacted> --from-file=verification_keys=<redacted> --dry-run=client -o yaml \
+| kubectl label --local -f - app.kubernetes.io/part-of=latch -o yaml | kubectl apply -f -" \
+    secret_pipeline "${create[@]}"
+  # Pods read the Secret at start: a replaced one needs a restart (shown in a dry run,
+  # which cannot know whether the Secret exists).
+  SECRET_CHANGED=$((exists || (DRY_RUN && UPDATE_SECRET)))
+}
+
+secret_pipeline() {
+  "$@" | kube label --local -f - app.kubernetes.io/part-of=latch -o yaml | kube apply -f - >/dev/null
+}
+
+apply_manifests() {
+  info "applying the namespace and the SpinAppExecutor first (the operator's webhook needs the executor)"
+  run kube apply -f "$RENDERED" --selector latch/apply-phase=bootstrap
+  ensure_secret
+  info "applying k8s/overlays/$OVERLAY"
+  run kube apply -f "$RENDERED"
+  # k8s/collector reads its Grafana Cloud credentials from a Secret of its own; without
+  # it the collector pod cannot start and telemetry goes nowhere (the app still serves).
+  if grep -q '^  name: otel-collector$' "$RENDERED" && ! ((DRY_RUN)) &&
+    ! kube -n "$LATCH_NAMESPACE" get secret otel-collector-grafana-cloud >/dev/null 2>&1; then
+    warn "Secret otel-collector-grafana-cloud is missing: the collector cannot start" \
+      "(k8s/collector/collector-secret.yaml.template, docs/grafana-cloud-setup.md)"
+  fi
+}
+
+wait_for_rollout() {
+  local app i
+  for app in "${APPS[@]:-latch}"; do
+    info "waiting for deployment/$app (created by the operator)"
+    if ((!DRY_RUN)); then
+      for ((i = 0; i < TIMEOUT_S; i += 5)); do
+        kube -n "$LATCH_NAMESPACE" get deployment "$app" >/dev/null 2>&1 && break
+        sleep 5
+      done
+    fi
+    if ((${SECRET_CHANGED:-0})); then
+      # New Secret values reach the pods only through a restart. The operator's
+      # server-side apply does not own this annotation, so it stays.
+      run kube -n "$LATCH_NAMESPACE" rollout restart "deployment/$app"
+    fi
+    run kube -n "$LATCH_NAMESPACE" rollout status "deployment/$app" --timeout="${TIMEOUT_S}s"
+  done
+}
+
+check_prerequisites
+build_components
+[[ -n "$IMAGE" ]] || IMAGE="$(local_image_ref)"
+push_image
+write_deploy_overlay
+render
+apply_manifests
+wait_for_rollout
+info "deployed $IMAGE with k8s/overlays/$OVERLAY. Check it: scripts/validate-deployment.sh$(
+  [[ -n "${KUBE_CONTEXT:-}" ]] && printf ' --context %s' "$KUBE_CONTEXT"
+)"
