@@ -1,0 +1,504 @@
+//! The store's SQL against a real SQLite database with the real migrations,
+//! through a native implementation of `Database` that behaves as the embedded
+//! backend does (BEGIN IMMEDIATE ... COMMIT, rollback on error).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::cell::RefCell;
+
+use futures::executor::block_on;
+use latch_domain::{
+    AuditEvent, AuditKind, Email, Outcome, RefreshToken, ThrottleKey, ThrottlePolicy, ThrottleState,
+};
+use latch_store::{
+    AuditRecord, Database, NewSession, NewUser, RefreshOutcome, RevokeOutcome, Rows, SignupOutcome,
+    Statement, Store, StoreError, StoredKey, Throttles, Value,
+};
+use rusqlite::types::{ToSqlOutput, ValueRef};
+
+struct Native {
+    conn: RefCell<rusqlite::Connection>,
+}
+
+impl Native {
+    fn migrated() -> Native {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
+        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+        )
+        .unwrap();
+        for (i, file) in files.iter().enumerate() {
+            conn.execute_batch(&std::fs::read_to_string(file).unwrap()).unwrap();
+            conn.execute(
+                "INSERT INTO schema_migrations VALUES (?, ?, 'test', 0)",
+                rusqlite::params![i as i64 + 1, file.display().to_string()],
+            )
+            .unwrap();
+        }
+        Native { conn: RefCell::new(conn) }
+    }
+
+    fn run(conn: &rusqlite::Connection, s: &Statement) -> Result<Rows, StoreError> {
+        let mut stmt = conn.prepare(&s.sql).map_err(err)?;
+        let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+        let width = columns.len();
+        let params: Vec<P> = s.params.iter().map(P).collect();
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(err)?;
+        let mut out = Vec::new();
+        while let Some(row) = rows.next().map_err(err)? {
+            out.push(
+                (0..width)
+                    .map(|i| match row.get_ref(i).unwrap() {
+                        ValueRef::Null => Value::Null,
+                        ValueRef::Integer(i) => Value::Integer(i),
+                        ValueRef::Real(f) => Value::Real(f),
+                        ValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into()),
+                        ValueRef::Blob(_) => Value::Null,
+                    })
+                    .collect(),
+            );
+        }
+        Ok(Rows { columns, rows: out })
+    }
+
+    fn scalar(&self, sql: &str) -> i64 {
+        self.conn.borrow().query_row(sql, [], |r| r.get(0)).unwrap()
+    }
+}
+
+struct P<'a>(&'a Value);
+impl rusqlite::ToSql for P<'_> {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(match self.0 {
+            Value::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Value::Integer(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Value::Real(f) => ToSqlOutput::Borrowed(ValueRef::Real(*f)),
+            Value::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+        })
+    }
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    let message = e.to_string();
+    if message.contains("UNIQUE constraint failed") {
+        StoreError::Conflict(message)
+    } else {
+        StoreError::Query(message)
+    }
+}
+
+impl Database for &Native {
+    async fn query(&self, statement: &Statement) -> Result<Rows, StoreError> {
+        Native::run(&self.conn.borrow(), statement)
+    }
+
+    async fn batch(&self, writes: &[Statement], then: Option<&Statement>) -> Result<Rows, StoreError> {
+        let conn = self.conn.borrow();
+        conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+        let outcome = (|| {
+            for w in writes {
+                Native::run(&conn, w)?;
+            }
+            then.map_or(Ok(Rows::default()), |r| Native::run(&conn, r))
+        })();
+        match outcome {
+            Ok(rows) => {
+                conn.execute_batch("COMMIT").map_err(err)?;
+                Ok(rows)
+            }
+            Err(e) => {
+                conn.execute_batch("ROLLBACK").unwrap();
+                Err(e)
+            }
+        }
+    }
+
+    fn backend(&self) -> &'static str {
+        "native-test"
+    }
+}
+
+static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+fn audit(kind: AuditKind, outcome: Outcome, at: i64) -> AuditRecord {
+    AuditRecord {
+        id: format!("audit-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        at,
+        event: AuditEvent::new(kind, outcome),
+        request_id: Some("req-1".into()),
+    }
+}
+
+fn sign_up(store: &Store<&Native>, id: &str, email: &str) -> SignupOutcome {
+    let email = Email::parse(email).unwrap();
+    block_on(store.create_user(
+        &NewUser {
+            id,
+            email: &email,
+            password_hash: "$argon2id$hash",
+            full_name: "Jane Doe",
+            now: 1_000,
+        },
+        &audit(AuditKind::Signup, Outcome::Success, 1_000),
+        &audit(AuditKind::Signup, Outcome::Failure, 1_000),
+    ))
+    .unwrap()
+}
+
+fn session(store: &Store<&Native>, id: &str, user: &str, refresh: &RefreshToken, now: i64) {
+    let hash = latch_domain::parse_refresh_token(refresh.as_str()).unwrap();
+    let email = Email::parse("x@example.com").unwrap();
+    let key = ThrottleKey::account(&email);
+    block_on(store.finish_signin(
+        &NewSession {
+            id,
+            user_id: user,
+            refresh_hash: &hash,
+            now,
+            expires_at: now + 3_600,
+            client_ip: Some("127.0.0.1"),
+            user_agent: Some("test"),
+        },
+        Throttles {
+            account: (&key, &ThrottlePolicy::ACCOUNT),
+            client: None,
+        },
+        &audit(AuditKind::Signin, Outcome::Success, now),
+    ))
+    .unwrap();
+}
+
+fn token(byte: u8) -> (RefreshToken, latch_domain::RefreshTokenHash) {
+    RefreshToken::from_random([byte; 32])
+}
+
+#[test]
+fn sign_up_creates_user_with_role_and_refuses_duplicates_in_one_round_trip() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    assert_eq!(sign_up(&store, "u1", "Jane@Example.com"), SignupOutcome::Created);
+    assert_eq!(store.round_trips(), 1);
+    assert_eq!(sign_up(&store, "u2", "jane@example.com "), SignupOutcome::EmailTaken);
+    assert_eq!(db.scalar("SELECT count(*) FROM users"), 1);
+    assert_eq!(db.scalar("SELECT count(*) FROM user_roles WHERE user_id = 'u1'"), 1);
+    assert_eq!(db.scalar("SELECT count(*) FROM user_roles WHERE user_id = 'u2'"), 0);
+    assert_eq!(db.scalar("SELECT count(*) FROM audit_events WHERE event = 'signup' AND outcome = 'success'"), 1);
+    assert_eq!(db.scalar("SELECT count(*) FROM audit_events WHERE event = 'signup' AND outcome = 'failure'"), 1);
+}
+
+#[test]
+fn throttle_sql_follows_the_domain_rule() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    let email = Email::parse("a@example.com").unwrap();
+    let key = ThrottleKey::account(&email);
+    let policy = ThrottlePolicy::ACCOUNT;
+    let throttles = Throttles {
+        account: (&key, &policy),
+        client: None,
+    };
+    let raw = || -> ThrottleState {
+        db.conn
+            .borrow()
+            .query_row(
+                "SELECT failures, window_started_at, locked_until FROM throttle WHERE key = ?",
+                [key.as_str()],
+                |r| {
+                    Ok(ThrottleState {
+                        failures: r.get(0)?,
+                        window_started_at: r.get(1)?,
+                        locked_until: r.get(2)?,
+                    })
+                },
+            )
+            .unwrap()
+    };
+    // An expired lock means the same as none.
+    let effective = |s: ThrottleState, now: i64| ThrottleState {
+        locked_until: if s.locked_until > now { s.locked_until } else { 0 },
+        ..s
+    };
+    let mut expected: Option<ThrottleState> = None;
+    let mut now = 10_000;
+    let mut failures_registered = 0;
+    for step in 0..40 {
+        let attempt = format!("attempt-{step}");
+        let context = block_on(store.begin_signin(&email, throttles, &attempt, now)).unwrap();
+        match expected {
+            Some(state) if state.locked_until > now => {
+                // Locked: refused before any password check, not counted.
+                assert!(!context.account.counted, "step {step}");
+                assert_eq!(effective(context.account.state, now), effective(state, now), "step {step}");
+                assert!(policy.check(&context.account.state, now).is_err());
+            }
+            _ => {
+                // Counted, with the lock this attempt earns already set.
+                assert!(context.account.counted, "step {step}");
+                block_on(store.fail_signin(throttles, now, &[])).unwrap();
+                failures_registered += 1;
+                let next = policy.after_failure(expected, now);
+                assert_eq!(effective(raw(), now), effective(next, now), "step {step} at {now}");
+                assert_eq!(effective(context.account.state, now), effective(next, now));
+                expected = Some(next);
+            }
+        }
+        // Mostly quick retries; now and then wait out the lock, once a long pause.
+        now += match step {
+            20 => 3 * policy.window_secs,
+            s if s % 3 == 0 => 61,
+            _ => 7,
+        };
+    }
+    assert!(failures_registered > 8, "the sequence must reach several locks");
+    assert!(raw().locked_until > 0);
+}
+
+#[test]
+fn sign_in_reserves_attempts_and_success_releases_them() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "jane@example.com");
+    let email = Email::parse("jane@example.com").unwrap();
+    let account = ThrottleKey::account(&email);
+    let client = ThrottleKey::client("10.0.0.1".parse().unwrap());
+    let throttles = Throttles {
+        account: (&account, &ThrottlePolicy::ACCOUNT),
+        client: Some((&client, &ThrottlePolicy::CLIENT)),
+    };
+    let store = Store::new(&db);
+    let context = block_on(store.begin_signin(&email, throttles, "attempt-1", 2_000)).unwrap();
+    assert_eq!(store.round_trips(), 1);
+    let creds = context.credentials.unwrap();
+    assert_eq!(creds.user.id, "u1");
+    assert_eq!(creds.user.roles, vec!["user".to_string()]);
+    assert_eq!(context.account.state.failures, 1);
+    assert!(context.account.counted);
+    assert_eq!(context.client.unwrap().state.failures, 1);
+    let (refresh, hash) = token(1);
+    let _ = refresh;
+    block_on(store.finish_signin(
+        &NewSession {
+            id: "s1",
+            user_id: "u1",
+            refresh_hash: &hash,
+            now: 2_000,
+            expires_at: 9_000,
+            client_ip: Some("10.0.0.1"),
+            user_agent: None,
+        },
+        throttles,
+        &audit(AuditKind::Signin, Outcome::Success, 2_000),
+    ))
+    .unwrap();
+    assert_eq!(store.round_trips(), 2);
+    assert_eq!(db.scalar(&format!("SELECT count(*) FROM throttle WHERE key = '{}'", account.as_str())), 0);
+    assert_eq!(db.scalar(&format!("SELECT failures FROM throttle WHERE key = '{}'", client.as_str())), 0);
+    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_at IS NULL"), 1);
+
+    // An unknown email is throttled the same way (no enumeration by lock-out).
+    let ghost = Email::parse("ghost@example.com").unwrap();
+    let ghost_key = ThrottleKey::account(&ghost);
+    let ghost_throttles = Throttles {
+        account: (&ghost_key, &ThrottlePolicy::ACCOUNT),
+        client: None,
+    };
+    for i in 0..5 {
+        let c = block_on(store.begin_signin(&ghost, ghost_throttles, &format!("g{i}"), 3_000 + i)).unwrap();
+        assert!(c.credentials.is_none());
+        assert!(c.account.counted);
+        block_on(store.fail_signin(ghost_throttles, 3_000 + i, &[audit(AuditKind::Signin, Outcome::Failure, 3_000 + i)])).unwrap();
+    }
+    let locked = block_on(store.begin_signin(&ghost, ghost_throttles, "g-late", 3_010)).unwrap();
+    assert!(!locked.account.counted);
+    let refused = ThrottlePolicy::ACCOUNT.check(&locked.account.state, 3_010).unwrap_err();
+    assert_eq!(refused.retry_after_secs, 54);
+    assert_eq!(locked.account.state.failures, 5, "attempts while locked are not counted");
+
+    // Parallel attempts: the sixth is refused even though none has failed yet.
+    let racer = Email::parse("racer@example.com").unwrap();
+    let racer_key = ThrottleKey::account(&racer);
+    let racer_throttles = Throttles {
+        account: (&racer_key, &ThrottlePolicy::ACCOUNT),
+        client: None,
+    };
+    let counted: Vec<bool> = (0..8)
+        .map(|i| block_on(store.begin_signin(&racer, racer_throttles, &format!("r{i}"), 4_000)).unwrap().account.counted)
+        .collect();
+    assert_eq!(counted, vec![true, true, true, true, true, false, false, false]);
+}
+
+#[test]
+fn rotation_is_single_use_and_reuse_revokes_the_session() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "jane@example.com");
+    let (first, first_hash) = token(1);
+    session(&store, "s1", "u1", &first, 5_000);
+    let (_, second_hash) = token(2);
+    let (_, third_hash) = token(3);
+
+    let store = Store::new(&db);
+    let outcome = block_on(store.rotate_refresh(
+        &first_hash,
+        &second_hash,
+        5_010,
+        9_999,
+        &audit(AuditKind::Refresh, Outcome::Success, 5_010),
+        &audit(AuditKind::RefreshReuseDetected, Outcome::Denied, 5_010),
+    ))
+    .unwrap();
+    assert_eq!(store.round_trips(), 1);
+    match outcome {
+        RefreshOutcome::Rotated { session_id, user } => {
+            assert_eq!(session_id, "s1");
+            assert_eq!(user.roles, vec!["user".to_string()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(db.scalar("SELECT count(*) FROM retired_refresh_tokens WHERE session_id = 's1'"), 1);
+    // Never both active and retired.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions s JOIN retired_refresh_tokens r ON r.hash = s.refresh_hash"),
+        0
+    );
+
+    // The first token again: reuse. The session is revoked, the current token dies with it.
+    let outcome = block_on(store.rotate_refresh(
+        &first_hash,
+        &third_hash,
+        5_020,
+        9_999,
+        &audit(AuditKind::Refresh, Outcome::Success, 5_020),
+        &audit(AuditKind::RefreshReuseDetected, Outcome::Denied, 5_020),
+    ))
+    .unwrap();
+    assert_eq!(
+        outcome,
+        RefreshOutcome::Reused {
+            session_id: "s1".into(),
+            user_id: "u1".into()
+        }
+    );
+    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_reason = 'refresh_reuse'"), 1);
+    let (_, fourth_hash) = token(4);
+    let after = block_on(store.rotate_refresh(
+        &second_hash,
+        &fourth_hash,
+        5_030,
+        9_999,
+        &audit(AuditKind::Refresh, Outcome::Success, 5_030),
+        &audit(AuditKind::RefreshReuseDetected, Outcome::Denied, 5_030),
+    ))
+    .unwrap();
+    assert_eq!(after, RefreshOutcome::Invalid, "a revoked family yields nothing");
+    assert_eq!(db.scalar("SELECT count(*) FROM audit_events WHERE event = 'refresh_reuse_detected'"), 1);
+}
+
+#[test]
+fn expired_sessions_and_inactive_users_cannot_refresh() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "jane@example.com");
+    let (first, first_hash) = token(1);
+    session(&store, "s1", "u1", &first, 5_000);
+    let (_, next) = token(2);
+    let rotate = |now| {
+        block_on(store.rotate_refresh(
+            &first_hash,
+            &next,
+            now,
+            now + 10,
+            &audit(AuditKind::Refresh, Outcome::Success, now),
+            &audit(AuditKind::RefreshReuseDetected, Outcome::Denied, now),
+        ))
+        .unwrap()
+    };
+    assert_eq!(rotate(5_000 + 3_600), RefreshOutcome::Invalid);
+    db.conn.borrow().execute("UPDATE users SET is_active = 0", []).unwrap();
+    assert_eq!(rotate(5_001), RefreshOutcome::Invalid);
+}
+
+#[test]
+fn sign_out_and_session_management() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "jane@example.com");
+    sign_up(&store, "u2", "john@example.com");
+    session(&store, "s1", "u1", &token(1).0, 5_000);
+    session(&store, "s2", "u1", &token(2).0, 5_001);
+    session(&store, "other", "u2", &token(3).0, 5_002);
+
+    let listed = block_on(store.list_sessions("s1", "u1", 5_010)).unwrap().unwrap();
+    assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec!["s2", "s1"]);
+    assert!(listed.iter().find(|s| s.id == "s1").unwrap().current);
+
+    let revoke = |caller: &str, target: &str| {
+        block_on(store.revoke_session(caller, "u1", target, 5_020, &audit(AuditKind::SessionRevoked, Outcome::Success, 5_020)))
+            .unwrap()
+    };
+    assert_eq!(revoke("s1", "other"), RevokeOutcome::NotFound, "not the caller's session");
+    assert_eq!(revoke("s1", "s2"), RevokeOutcome::Revoked);
+    assert_eq!(revoke("s1", "s2"), RevokeOutcome::NotFound);
+    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 'other' AND revoked_at IS NULL"), 1);
+
+    assert!(block_on(store.sign_out("s1", "u1", 5_030, &audit(AuditKind::Signout, Outcome::Success, 5_030))).unwrap());
+    assert!(!block_on(store.sign_out("s1", "u1", 5_031, &audit(AuditKind::Signout, Outcome::Success, 5_031))).unwrap());
+    assert!(block_on(store.list_sessions("s1", "u1", 5_040)).unwrap().is_none());
+    assert!(block_on(store.profile("s1", "u1", 5_040)).unwrap().is_none());
+    assert_eq!(revoke("s1", "s1"), RevokeOutcome::CallerInactive);
+}
+
+#[test]
+fn profile_update_and_password_change_take_effect_at_once() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "jane@example.com");
+    session(&store, "s1", "u1", &token(1).0, 5_000);
+    session(&store, "s2", "u1", &token(2).0, 5_001);
+    let profile = block_on(store.profile("s1", "u1", 5_010)).unwrap().unwrap();
+    assert_eq!(profile.full_name, "Jane Doe");
+    assert_eq!(profile.email, "jane@example.com");
+    let updated = block_on(store.update_profile("s1", "u1", "Jane Q. Doe", 5_011)).unwrap().unwrap();
+    assert_eq!(updated.full_name, "Jane Q. Doe");
+    assert!(block_on(store.update_profile("s1", "someone-else", "X Y", 5_011)).unwrap().is_none());
+
+    let creds = block_on(store.credentials("s1", "u1", 5_012)).unwrap().unwrap();
+    let changed = block_on(store.change_password(
+        "s1", "u1", &creds.password_hash, "$argon2id$new", 5_013,
+        &audit(AuditKind::PasswordChange, Outcome::Success, 5_013),
+    ))
+    .unwrap();
+    assert!(changed);
+    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 's2' AND revoked_reason = 'password_change'"), 1);
+    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_at IS NULL"), 1);
+    // A second change based on the old hash loses.
+    let again = block_on(store.change_password(
+        "s1", "u1", &creds.password_hash, "$argon2id$other", 5_014,
+        &audit(AuditKind::PasswordChange, Outcome::Success, 5_014),
+    ))
+    .unwrap();
+    assert!(!again);
+    assert_eq!(db.scalar("SELECT count(*) FROM users WHERE password_hash = '$argon2id$new'"), 1);
+}
+
+#[test]
+fn development_key_is_stored_once() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    assert_eq!(block_on(store.development_key()).unwrap(), None);
+    let a = StoredKey { kid: "a".into(), private_key: "pa".into() };
+    let b = StoredKey { kid: "b".into(), private_key: "pb".into() };
+    assert_eq!(block_on(store.store_development_key(&a, 1)).unwrap(), a);
+    assert_eq!(block_on(store.store_development_key(&b, 2)).unwrap(), a, "the first stored key wins");
+    assert_eq!(block_on(store.development_key()).unwrap(), Some(a));
+}
+
+#[test]
+fn schema_version_matches_the_migrations() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    assert_eq!(block_on(store.schema_version()).unwrap(), latch_store::SCHEMA_VERSION);
+    assert!(latch_store::SCHEMA_VERSION >= 1);
+}
