@@ -10,8 +10,12 @@ fn main() {
     if let Ok(entries) = std::fs::read_dir(&dir) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            let Some(stem) = name.strip_suffix(".sql") else { continue };
-            let Some((number, _)) = stem.split_once('_') else { continue };
+            let Some(stem) = name.strip_suffix(".sql") else {
+                continue;
+            };
+            let Some((number, _)) = stem.split_once('_') else {
+                continue;
+            };
             if let Ok(version) = number.parse::<u32>() {
                 latest = latest.max(version);
             }

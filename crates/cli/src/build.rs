@@ -32,7 +32,9 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
         .collect();
     let total = selected.len();
     for (index, component) in selected.iter().enumerate() {
-        let Some(build) = &component.build else { continue };
+        let Some(build) = &component.build else {
+            continue;
+        };
         let workdir = match &build.workdir {
             Some(dir) => manifest.base_dir.join(dir),
             None => manifest.base_dir.clone(),
@@ -50,7 +52,10 @@ pub fn run(args: &BuildArgs) -> anyhow::Result<()> {
             .status()
             .with_context(|| format!("running the build command of `{}`", component.id))?;
         if !status.success() {
-            bail!("build command of component `{}` failed ({status})", component.id);
+            bail!(
+                "build command of component `{}` failed ({status})",
+                component.id
+            );
         }
     }
     eprintln!("built {total} component(s)");

@@ -25,20 +25,34 @@ pub struct CheckArgs {
 
 pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
     let manifest = Manifest::load(&args.manifest)?;
-    println!("manifest {}: ok ({} components, {} routes)",
-        args.manifest.display(), manifest.components.len(), manifest.http_triggers.len());
+    println!(
+        "manifest {}: ok ({} components, {} routes)",
+        args.manifest.display(),
+        manifest.components.len(),
+        manifest.http_triggers.len()
+    );
     let mut problems = 0usize;
     if let Err(e) = AppVariables::resolve(&manifest) {
         println!("variables: {e} (set them before `latch up`)");
     }
-    let wit_dir = args.wit.clone().unwrap_or_else(|| manifest.base_dir.join("wit"));
+    let wit_dir = args
+        .wit
+        .clone()
+        .unwrap_or_else(|| manifest.base_dir.join("wit"));
     let world = WorldContract::load(&wit_dir)?;
-    println!("world {}: {} imports allowed, {} exports required",
-        world.name, world.imports.len(), world.exports.len());
+    println!(
+        "world {}: {} imports allowed, {} exports required",
+        world.name,
+        world.imports.len(),
+        world.exports.len()
+    );
 
     let engine = build_engine(&EngineOptions::default())?;
     let runtime = Runtime {
-        cache: Arc::new(ComponentCache::new(&engine, Some(args.data_dir.join("cache")))),
+        cache: Arc::new(ComponentCache::new(
+            &engine,
+            Some(args.data_dir.join("cache")),
+        )),
         engine,
     };
     let mut linker = wasmtime_linker(&runtime)?;
@@ -48,13 +62,21 @@ pub fn run(args: &CheckArgs) -> anyhow::Result<()> {
             Ok(bytes) => bytes,
             Err(e) => {
                 problems += 1;
-                println!("component {}: cannot read {}: {e}", component.id, component.source.display());
+                println!(
+                    "component {}: cannot read {}: {e}",
+                    component.id,
+                    component.source.display()
+                );
                 continue;
             }
         };
         let report = check_component(&runtime, &linker, &world, &bytes);
         if report.problems.is_empty() {
-            println!("component {}: ok ({} imports)", component.id, report.imports.len());
+            println!(
+                "component {}: ok ({} imports)",
+                component.id,
+                report.imports.len()
+            );
         } else {
             problems += report.problems.len();
             println!("component {}:", component.id);

@@ -2,12 +2,17 @@
 
 mod build;
 mod check;
+mod migrate;
 mod up;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "latch", version, about = "Run a Spin application's HTTP components without Spin")]
+#[command(
+    name = "latch",
+    version,
+    about = "Run a Spin application's HTTP components without Spin"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -30,6 +35,8 @@ enum Command {
     Build(build::BuildArgs),
     /// Validate the manifest and every built component against the runner and the wit/ world.
     Check(check::CheckArgs),
+    /// Apply the ordered SQL files of migrations/ to a database (embedded or SQLite Cloud).
+    Migrate(migrate::MigrateArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -39,6 +46,7 @@ fn main() -> std::process::ExitCode {
         Command::Up(args) => up::run(args),
         Command::Build(args) => build::run(&args),
         Command::Check(args) => check::run(&args),
+        Command::Migrate(args) => migrate::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -50,8 +58,9 @@ fn main() -> std::process::ExitCode {
 }
 
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+    });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -19,6 +19,12 @@ pub struct UpArgs {
     /// Where databases and compiled components are kept.
     #[arg(long, default_value = ".latch")]
     pub data_dir: PathBuf,
+    /// Migrations applied to the embedded `default` database before serving [default: migrations/ beside the manifest, if it exists].
+    #[arg(long, value_name = "DIR")]
+    pub migrations: Option<PathBuf>,
+    /// Do not apply migrations at start-up.
+    #[arg(long)]
+    pub no_migrate: bool,
     /// Run `latch build` first.
     #[arg(long)]
     pub build: bool,
@@ -40,6 +46,10 @@ pub struct UpArgs {
     /// Seconds to wait for requests in flight at shutdown.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// Serve the dashboards' metrics as Prometheus text on this address (GET /metrics).
+    /// OTLP export is set with Spin's OTEL_* variables (docs/observability.md).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 pub fn run(args: UpArgs) -> anyhow::Result<()> {
@@ -49,6 +59,12 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
             components: Vec::new(),
         })?;
     }
+    crate::migrate::before_up(
+        &args.manifest,
+        args.migrations.as_deref(),
+        &args.data_dir,
+        args.no_migrate,
+    )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -67,6 +83,10 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         engine,
         guest_log: GuestLog::tracing(),
         cache_dir: Some(args.data_dir.join("cache")),
+        telemetry: latch_runner::TelemetryConfig::from_env(
+            |k| std::env::var(k).ok(),
+            args.metrics_listen.is_some(),
+        )?,
     };
     let manifest_path = args.manifest.clone();
     let app = tokio::task::spawn_blocking(move || App::load(&manifest_path, &load))
@@ -88,13 +108,28 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
     for (pattern, slot) in app.router.routes() {
         tracing::info!("  {}: http://{address}{}", slot.id, pattern.raw());
     }
+    if let Some(metrics) = args.metrics_listen {
+        let metrics = tokio::net::TcpListener::bind(metrics)
+            .await
+            .with_context(|| format!("listening on {metrics} (--metrics-listen)"))?;
+        tracing::info!("metrics: http://{}/metrics", metrics.local_addr()?);
+        tokio::spawn(latch_runner::serve_metrics(
+            app.telemetry.clone(),
+            metrics,
+            std::future::pending(),
+        ));
+    }
     let options = ServeOptions {
         request_timeout: Duration::from_secs(args.request_timeout),
         max_body_bytes: args.max_body_bytes,
         max_instances: args.max_instances as usize,
         shutdown_grace: Duration::from_secs(args.shutdown_grace),
     };
-    latch_runner::serve(app, listener, options, shutdown_signal()).await
+    let telemetry = app.telemetry.clone();
+    let served = latch_runner::serve(app, listener, options, shutdown_signal()).await;
+    // Export what is still buffered: the last spans, log records and metrics.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    served
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -159,6 +159,12 @@ impl ThrottleKey {
         }
     }
 
+    /// The key counting a signed-in user's attempts to confirm their current
+    /// password (a stolen access token must not allow guessing it freely).
+    pub fn password_check(user_id: &str) -> Self {
+        Self(format!("pwd:{user_id}"))
+    }
+
     /// The key as stored.
     pub fn as_str(&self) -> &str {
         &self.0

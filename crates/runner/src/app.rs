@@ -11,11 +11,12 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine::{ComponentCache, EngineOptions, LoadedFrom, Runtime, WasmDigest};
-use crate::host::{self, ComponentHost, ConfigureContext, InstanceState, limits::LimitsConfig};
 use crate::host::sqlite::Databases;
 use crate::host::stdio::GuestLog;
+use crate::host::{self, ComponentHost, ConfigureContext, InstanceState, limits::LimitsConfig};
 use crate::manifest::Manifest;
 use crate::router::{RoutePattern, Router};
+use crate::telemetry::{ComponentTelemetry, Telemetry, TelemetryConfig};
 use crate::variables::AppVariables;
 
 /// What loading needs besides the manifest.
@@ -27,6 +28,8 @@ pub struct LoadOptions {
     pub guest_log: GuestLog,
     /// Where compiled components are kept between runs (none: always compile).
     pub cache_dir: Option<PathBuf>,
+    /// Spans, metrics and log records to produce (none by default).
+    pub telemetry: TelemetryConfig,
 }
 
 /// A component compiled, linked and pre-instantiated.
@@ -42,6 +45,8 @@ pub struct ComponentSlot {
     pub host: ComponentHost,
     /// Whether start-up compiled the component or found it in the cache.
     pub loaded_from: LoadedFrom,
+    /// Its metrics and span series, built once.
+    pub telemetry: Arc<ComponentTelemetry>,
     current: RwLock<Arc<LoadedComponent>>,
 }
 
@@ -79,6 +84,9 @@ pub struct App {
     pub router: Router<Arc<ComponentSlot>>,
     pub slots: BTreeMap<String, Arc<ComponentSlot>>,
     pub databases: Databases,
+    /// Exporters and in-process series; call [`Telemetry::shutdown`] at exit
+    /// to flush what is buffered.
+    pub telemetry: Telemetry,
 }
 
 impl App {
@@ -107,8 +115,10 @@ impl App {
         host::link(&mut linker)?;
         let linker = Arc::new(linker);
 
-        let databases = Databases::open(&options.data_dir, &manifest)
-            .context("opening SQLite databases")?;
+        let databases =
+            Databases::open(&options.data_dir, &manifest).context("opening SQLite databases")?;
+        let telemetry = Telemetry::start(&options.telemetry, &manifest.application.name)
+            .context("starting telemetry")?;
         let context = ConfigureContext {
             variables,
             databases: &databases,
@@ -122,14 +132,21 @@ impl App {
         for (id, decl) in &manifest.components {
             let host = ComponentHost::configure(&context, decl)
                 .with_context(|| format!("configuring component `{id}`"))?;
-            let (loaded, from) = load_component(&runtime, &linker, &decl.source)
-                .with_context(|| format!("loading component `{id}` from {}", decl.source.display()))?;
+            let (loaded, from) =
+                load_component(&runtime, &linker, &decl.source).with_context(|| {
+                    format!("loading component `{id}` from {}", decl.source.display())
+                })?;
             tracing::info!(
                 component_id = %id,
                 digest = %loaded.digest.short(),
                 from = match from { LoadedFrom::Cache => "cache", LoadedFrom::Compiled => "compiled" },
                 "component ready"
             );
+            let routes = manifest
+                .http_triggers
+                .iter()
+                .filter(|t| t.component == *id)
+                .map(|t| t.route.as_str());
             slots.insert(
                 id.clone(),
                 Arc::new(ComponentSlot {
@@ -137,6 +154,7 @@ impl App {
                     source: decl.source.clone(),
                     host,
                     loaded_from: from,
+                    telemetry: telemetry.component(id, routes),
                     current: RwLock::new(Arc::new(loaded)),
                 }),
             );
@@ -147,7 +165,9 @@ impl App {
             let pattern = RoutePattern::parse(&trigger.route).map_err(anyhow::Error::msg)?;
             let slot = slots
                 .get(&trigger.component)
-                .with_context(|| format!("trigger names unknown component `{}`", trigger.component))?
+                .with_context(|| {
+                    format!("trigger names unknown component `{}`", trigger.component)
+                })?
                 .clone();
             routes.push((pattern, slot));
         }
@@ -160,6 +180,7 @@ impl App {
             router,
             slots,
             databases,
+            telemetry,
         })
     }
 

@@ -41,8 +41,7 @@ impl InterfaceName {
         match (&self.version, &other.version) {
             (None, None) => true,
             (Some(a), Some(b)) => {
-                a.major == b.major && (a.major != 0 || a.minor == b.minor)
-                    && a.pre == b.pre
+                a.major == b.major && (a.major != 0 || a.minor == b.minor) && a.pre == b.pre
             }
             _ => false,
         }
@@ -98,20 +97,21 @@ impl WorldContract {
             "{} defines more than one world",
             dir.display()
         );
-        let resolve = |items: &wit_parser::IndexMap<wit_parser::WorldKey, wit_parser::WorldItem>| {
-            items
-                .keys()
-                .map(|key| match key {
-                    wit_parser::WorldKey::Interface(id) => names
-                        .get(id)
-                        .cloned()
-                        .context("the world may only name interfaces of other packages"),
-                    wit_parser::WorldKey::Name(name) => {
-                        anyhow::bail!("the world may only name interfaces, not `{name}`")
-                    }
-                })
-                .collect::<anyhow::Result<Vec<_>>>()
-        };
+        let resolve =
+            |items: &wit_parser::IndexMap<wit_parser::WorldKey, wit_parser::WorldItem>| {
+                items
+                    .keys()
+                    .map(|key| match key {
+                        wit_parser::WorldKey::Interface(id) => names
+                            .get(id)
+                            .cloned()
+                            .context("the world may only name interfaces of other packages"),
+                        wit_parser::WorldKey::Name(name) => {
+                            anyhow::bail!("the world may only name interfaces, not `{name}`")
+                        }
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()
+            };
         Ok(WorldContract {
             name: format!("{}/{}", package.name, world.name),
             imports: resolve(&world.imports)?,
@@ -152,9 +152,10 @@ pub fn check_component(
             && InterfaceName::parse(name)
                 .is_some_and(|n| world.imports.iter().any(|w| w.compatible_with(&n)));
         if !allowed {
-            report
-                .problems
-                .push(format!("imports `{name}`, which the {} world does not allow", world.name));
+            report.problems.push(format!(
+                "imports `{name}`, which the {} world does not allow",
+                world.name
+            ));
         }
     }
     for (name, _) in ty.exports(&runtime.engine) {
@@ -167,9 +168,9 @@ pub fn check_component(
             .filter_map(|e| InterfaceName::parse(e))
             .any(|e| e.compatible_with(required));
         if !exported {
-            report
-                .problems
-                .push(format!("does not export `{required}`, which the world requires"));
+            report.problems.push(format!(
+                "does not export `{required}`, which the world requires"
+            ));
         }
     }
     if let Err(e) = crate::app::link_component(runtime, linker, bytes) {
@@ -202,11 +203,16 @@ mod tests {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../wit");
         let world = WorldContract::load(&dir).unwrap();
         assert_eq!(world.name, "latch:route@0.1.0/route");
-        assert!(world
-            .imports
-            .iter()
-            .any(|i| i.to_string() == "spin:sqlite/sqlite@3.0.0"));
+        assert!(
+            world
+                .imports
+                .iter()
+                .any(|i| i.to_string() == "spin:sqlite/sqlite@3.0.0")
+        );
         assert_eq!(world.exports.len(), 1);
-        assert_eq!(world.exports[0].to_string(), "wasi:http/incoming-handler@0.2.0");
+        assert_eq!(
+            world.exports[0].to_string(),
+            "wasi:http/incoming-handler@0.2.0"
+        );
     }
 }

@@ -130,7 +130,9 @@ impl ComponentCache {
             #[allow(unsafe_code)]
             match unsafe { Component::deserialize_file(engine, path) } {
                 Ok(component) => return Ok((component, digest, LoadedFrom::Cache)),
-                Err(e) => tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), "ignoring unusable cache entry: {e:#}")
+                }
             }
         }
         let component = Component::new(engine, bytes)?;

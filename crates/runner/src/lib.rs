@@ -5,7 +5,9 @@
 //! The shape: [`manifest`] (spin.toml) -> [`app`] (one slot per component,
 //! compiled once by [`engine`], linked against the [`host`] interfaces) ->
 //! [`server`] (routes with [`router`], a fresh store per request), with
-//! [`swap`] replacing a component when its `.wasm` changes.
+//! [`swap`] replacing a component when its `.wasm` changes, and [`telemetry`]
+//! producing Spin's spans, metrics and log records (OTLP) and the Prometheus
+//! series the dashboards query.
 
 pub mod app;
 pub mod check;
@@ -15,10 +17,12 @@ pub mod manifest;
 pub mod router;
 pub mod server;
 pub mod swap;
+pub mod telemetry;
 pub mod variables;
 
 pub use app::{App, LoadOptions};
-pub use wasmtime;
 pub use engine::EngineOptions;
 pub use host::stdio::GuestLog;
 pub use server::{ServeOptions, serve};
+pub use telemetry::{Telemetry, TelemetryConfig, serve_metrics};
+pub use wasmtime;

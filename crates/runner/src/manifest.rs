@@ -339,10 +339,9 @@ impl Converter<'_> {
                 self.refuse_if_set(&executor.argv, &format!("{at}.executor.argv"))?;
                 self.refuse_if_set(&executor.entrypoint, &format!("{at}.executor.entrypoint"))?;
                 if executor.kind != "spin" {
-                    return Err(self.unsupported(format!(
-                        "{at}.executor.type = \"{}\"",
-                        executor.kind
-                    )));
+                    return Err(
+                        self.unsupported(format!("{at}.executor.type = \"{}\"", executor.kind))
+                    );
                 }
             }
             let _ = t.id;
@@ -411,7 +410,9 @@ impl Converter<'_> {
         let source = match rc.source {
             RawSource::Path(p) => base_dir.join(p),
             RawSource::Remote(_) => {
-                return Err(self.unsupported(format!("{} (a URL or registry source)", at("source"))));
+                return Err(
+                    self.unsupported(format!("{} (a URL or registry source)", at("source")))
+                );
             }
         };
         for (name, template) in &rc.variables {

@@ -225,7 +225,10 @@ mod tests {
     fn wildcard_matches_itself_and_below() {
         let r = router(&["/api/..."]);
         assert_eq!(hit(&r, "/api"), Some(("/api/...".into(), "".into())));
-        assert_eq!(hit(&r, "/api/x/y"), Some(("/api/...".into(), "/x/y".into())));
+        assert_eq!(
+            hit(&r, "/api/x/y"),
+            Some(("/api/...".into(), "/x/y".into()))
+        );
         assert_eq!(hit(&r, "/apix"), None);
     }
 

@@ -21,6 +21,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 use crate::app::{App, ComponentSlot};
 use crate::engine::EPOCH_TICK;
 use crate::router::RouteMatch;
+use crate::telemetry::ServerSpan;
 
 /// Limits and timeouts of the HTTP trigger.
 #[derive(Debug, Clone)]
@@ -130,6 +131,19 @@ enum Failure {
 }
 
 impl Failure {
+    /// The span's `error.type`: low-cardinality, stable.
+    fn error_type(&self) -> &'static str {
+        match self {
+            Failure::Trapped => "trap",
+            Failure::OutOfMemory => "out_of_memory",
+            Failure::TimedOut => "timeout",
+            Failure::NoResponse => "no_response",
+            Failure::GuestError(_) => "guest_error",
+            Failure::Busy => "busy",
+            Failure::Internal(_) => "internal",
+        }
+    }
+
     /// What the log says (the client only gets the generic detail).
     fn log_detail(&self) -> String {
         match self {
@@ -141,13 +155,41 @@ impl Failure {
 
     fn into_response(self, component: &str) -> Response<HyperOutgoingBody> {
         let (status, title, detail) = match &self {
-            Failure::Trapped => (500, "Internal Server Error", format!("component `{component}` failed (trap)")),
-            Failure::OutOfMemory => (500, "Internal Server Error", format!("component `{component}` exceeded its memory limit")),
-            Failure::TimedOut => (500, "Internal Server Error", format!("component `{component}` exceeded its time limit")),
-            Failure::NoResponse => (500, "Internal Server Error", format!("component `{component}` returned no response")),
-            Failure::GuestError(_) => (500, "Internal Server Error", format!("component `{component}` reported an error")),
-            Failure::Busy => (503, "Service Unavailable", "no instance became free in time".to_string()),
-            Failure::Internal(_) => (500, "Internal Server Error", "the runner could not run the component".to_string()),
+            Failure::Trapped => (
+                500,
+                "Internal Server Error",
+                format!("component `{component}` failed (trap)"),
+            ),
+            Failure::OutOfMemory => (
+                500,
+                "Internal Server Error",
+                format!("component `{component}` exceeded its memory limit"),
+            ),
+            Failure::TimedOut => (
+                500,
+                "Internal Server Error",
+                format!("component `{component}` exceeded its time limit"),
+            ),
+            Failure::NoResponse => (
+                500,
+                "Internal Server Error",
+                format!("component `{component}` returned no response"),
+            ),
+            Failure::GuestError(_) => (
+                500,
+                "Internal Server Error",
+                format!("component `{component}` reported an error"),
+            ),
+            Failure::Busy => (
+                503,
+                "Service Unavailable",
+                "no instance became free in time".to_string(),
+            ),
+            Failure::Internal(_) => (
+                500,
+                "Internal Server Error",
+                "the runner could not run the component".to_string(),
+            ),
         };
         problem(status, title, &detail)
     }
@@ -163,7 +205,8 @@ pub fn problem(status: u16, title: &str, detail: &str) -> Response<HyperOutgoing
     })
     .to_string();
     let mut response = Response::new(full(body));
-    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     response.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("application/problem+json"),
@@ -189,27 +232,44 @@ fn plain(status: StatusCode, body: &'static str) -> Response<HyperOutgoingBody> 
 }
 
 impl Trigger {
-    async fn handle(&self, req: Request<Incoming>, client: SocketAddr) -> Response<HyperOutgoingBody> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        client: SocketAddr,
+    ) -> Response<HyperOutgoingBody> {
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
+        let span = self
+            .app
+            .telemetry
+            .server_span(req.method(), req.uri(), req.headers(), client);
         if path == HEALTH_PATH {
+            span.finish(None, 200, None);
             return plain(StatusCode::OK, "OK");
         }
         let Some(matched) = self.app.router.route(&path) else {
             tracing::info!(%method, %path, status = 404, "no route");
+            span.finish(None, 404, None);
             return plain(StatusCode::NOT_FOUND, "");
         };
         let slot = matched.target.clone();
         let route = matched.pattern.raw().to_string();
-        let response = self.run(req, &matched, &slot, client).await;
-        let response = match response {
-            Ok(response) => response,
+        slot.telemetry.count_request();
+        let response = self.run(req, &matched, &slot, client, &span).await;
+        let (response, error_type) = match response {
+            Ok(response) => (response, None),
             Err(failure) => {
                 tracing::warn!(component_id = %slot.id, %route, "request failed: {}", failure.log_detail());
-                failure.into_response(&slot.id)
+                let error_type = failure.error_type();
+                (failure.into_response(&slot.id), Some(error_type))
             }
         };
+        span.finish(
+            slot.telemetry.route(&route),
+            response.status().as_u16(),
+            error_type,
+        );
         tracing::info!(
             %method,
             %route,
@@ -227,6 +287,7 @@ impl Trigger {
         matched: &RouteMatch<'_, Arc<ComponentSlot>>,
         slot: &Arc<ComponentSlot>,
         client: SocketAddr,
+        span: &ServerSpan,
     ) -> Result<Response<HyperOutgoingBody>, Failure> {
         let (mut parts, body) = req.into_parts();
         if let Some(length) = parts.headers.get(CONTENT_LENGTH)
@@ -238,7 +299,10 @@ impl Trigger {
         {
             return Ok(too_large(self.options.max_body_bytes));
         }
-        let body = match Limited::new(body, self.options.max_body_bytes).collect().await {
+        let body = match Limited::new(body, self.options.max_body_bytes)
+            .collect()
+            .await
+        {
             Ok(collected) => collected.to_bytes(),
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return Ok(too_large(self.options.max_body_bytes));
@@ -271,7 +335,7 @@ impl Trigger {
         .await
         .map_err(|_| Failure::Busy)?
         .map_err(|_| Failure::Busy)?;
-        self.run_instance(request, slot, permit).await
+        self.run_instance(request, slot, permit, span).await
     }
 
     async fn run_instance(
@@ -279,10 +343,12 @@ impl Trigger {
         request: Request<Full<Bytes>>,
         slot: &Arc<ComponentSlot>,
         permit: OwnedSemaphorePermit,
+        span: &ServerSpan,
     ) -> Result<Response<HyperOutgoingBody>, Failure> {
         let loaded = slot.current();
         let engine = &self.app.runtime.engine;
-        let mut store = Store::new(engine, slot.host.instance_state());
+        let telemetry = span.instance(&slot.telemetry);
+        let mut store = Store::new(engine, slot.host.instance_state_with(&telemetry));
         store.limiter(|state| &mut state.limits);
         let timeout = self.options.request_timeout;
         store.set_epoch_deadline((timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64);
@@ -307,16 +373,24 @@ impl Trigger {
             let _permit = permit;
             let run = async {
                 let proxy = loaded.pre.instantiate_async(&mut store).await?;
+                store.data_mut().limits.mark_instantiated();
                 proxy
                     .wasi_http_incoming_handler()
                     .call_handle(&mut store, incoming, outparam)
                     .await
             };
-            match tokio::time::timeout(timeout, run).await {
+            let outcome = match tokio::time::timeout(timeout, run).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(e)) => Err(classify(&e, store.data().limits.memory_denied)),
                 Err(_) => Err(Failure::TimedOut),
-            }
+            };
+            let limits = &store.data().limits;
+            telemetry.finish(
+                outcome.as_ref().err().map(Failure::error_type),
+                limits.memory_used,
+                limits.memory_used_on_init.unwrap_or(limits.memory_used),
+            );
+            outcome
         });
 
         match receiver.await {
@@ -384,6 +458,9 @@ fn set_spin_headers(
     set("spin-base-path", "/");
     set("spin-client-addr", &client.to_string());
     for (name, value) in &matched.params {
-        set(&format!("spin-path-match-{}", name.replace('_', "-")), value);
+        set(
+            &format!("spin-path-match-{}", name.replace('_', "-")),
+            value,
+        );
     }
 }

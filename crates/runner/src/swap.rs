@@ -73,7 +73,8 @@ async fn reload_loop(
                 let app = app.clone();
                 let slot = slot.clone();
                 // Compiling is CPU work: keep it off the request threads.
-                let outcome = tokio::task::spawn_blocking(move || app.reload(&slot).map(|r| (slot, r))).await;
+                let outcome =
+                    tokio::task::spawn_blocking(move || app.reload(&slot).map(|r| (slot, r))).await;
                 match outcome {
                     Ok(Ok((slot, Reload::Swapped { from, to }))) => tracing::info!(
                         component_id = %slot.id,

@@ -59,7 +59,10 @@ fn spin_headers_are_set_as_spin_sets_them() {
         .collect();
     let host = app.addr.to_string();
     assert_eq!(echoed["uri"], format!("http://{host}/p/42/echo?q=1"));
-    assert_eq!(echoed["spin-full-url"], format!("http://{host}/p/42/echo?q=1"));
+    assert_eq!(
+        echoed["spin-full-url"],
+        format!("http://{host}/p/42/echo?q=1")
+    );
     assert_eq!(echoed["spin-path-info"], "/echo");
     assert_eq!(echoed["spin-matched-route"], "/p/:id/...");
     assert_eq!(echoed["spin-raw-component-route"], "/p/:id/...");
@@ -68,12 +71,18 @@ fn spin_headers_are_set_as_spin_sets_them() {
     assert_eq!(echoed["spin-base-path"], "/");
     let client = &echoed["spin-client-addr"];
     assert!(client.starts_with("127.0.0.1:"), "{client}");
-    assert_ne!(client, "6.6.6.6:1", "a client must not choose its own address");
+    assert_ne!(
+        client, "6.6.6.6:1",
+        "a client must not choose its own address"
+    );
 }
 
 #[test]
 fn exact_route_has_empty_path_info_and_parameters_use_dashes() {
-    let app = TestApp::start(&probe_manifest(&[("/echo", "probe"), ("/u/:user_id/...", "probe")], ""));
+    let app = TestApp::start(&probe_manifest(
+        &[("/echo", "probe"), ("/u/:user_id/...", "probe")],
+        "",
+    ));
     let exact = app.get("/echo").echoed();
     assert_eq!(exact["spin-path-info"], "");
     assert_eq!(exact["spin-component-route"], "/echo");
@@ -88,7 +97,10 @@ fn sqlite_is_limited_to_listed_databases() {
         fixtures().probe.display(),
         fixtures().probe.display()
     );
-    let app = TestApp::start(&probe_manifest(&[("/db/...", "probe"), ("/x/...", "stranger")], &extra));
+    let app = TestApp::start(&probe_manifest(
+        &[("/db/...", "probe"), ("/x/...", "stranger")],
+        &extra,
+    ));
     let sql = |db: &str, sql: &str| app.get(&format!("/db/sqlite?db={db}&sql={}", urlencode(sql)));
     assert_eq!(sql("default", "CREATE TABLE t (v TEXT)").status, 200);
     assert_eq!(sql("default", "INSERT INTO t VALUES ('hello')").status, 200);
@@ -128,28 +140,43 @@ plain = "fixed"
     );
     let manifest = probe_manifest(&[("/...", "probe")], &extra);
     let mut options = Options::default();
-    options.env.insert("SPIN_VARIABLE_TARGET".into(), "world".into());
+    options
+        .env
+        .insert("SPIN_VARIABLE_TARGET".into(), "world".into());
     let app = TestApp::start_with(&manifest, options);
     assert_eq!(app.get("/var?name=message").body, "hello, world!");
     assert_eq!(app.get("/var?name=plain").body, "fixed");
     let undefined = app.get("/var?name=greeting");
-    assert_eq!(undefined.status, 404, "only component variables are visible");
+    assert_eq!(
+        undefined.status, 404,
+        "only component variables are visible"
+    );
     assert!(undefined.body.contains("Undefined"), "{}", undefined.body);
     assert!(app.get("/var?name=Bad-Name").body.contains("InvalidName"));
 
     let mut options = Options::default();
-    options.env.insert("SPIN_VARIABLE_TARGET".into(), "moon".into());
-    options.env.insert("SPIN_VARIABLE_GREETING".into(), "bye".into());
+    options
+        .env
+        .insert("SPIN_VARIABLE_TARGET".into(), "moon".into());
+    options
+        .env
+        .insert("SPIN_VARIABLE_GREETING".into(), "bye".into());
     let app = TestApp::start_with(&manifest, options);
     assert_eq!(app.get("/var?name=message").body, "bye, moon!");
 
     // A required variable without a value stops start-up.
     let dir = tempfile::tempdir().unwrap();
-    let err = support::load(dir.path(), &manifest, &Options::default(), latch_runner::GuestLog::tracing())
-        .err()
-        .expect("start-up must fail");
+    let err = support::load(
+        dir.path(),
+        &manifest,
+        &Options::default(),
+        latch_runner::GuestLog::tracing(),
+    )
+    .err()
+    .expect("start-up must fail");
     assert!(
-        err.to_string().contains("no provider resolved required variable(s): target"),
+        err.to_string()
+            .contains("no provider resolved required variable(s): target"),
         "{err:#}"
     );
 }
@@ -176,7 +203,11 @@ allowed_outbound_hosts = ["http://{{{{ upstream }}}}"]
     assert!(denied.body.contains("HttpRequestDenied"), "{}", denied.body);
     let https = app.get(&format!("/fetch?url=https://127.0.0.1:{}/", allowed.port()));
     assert!(https.body.contains("HttpRequestDenied"), "{}", https.body);
-    assert_eq!(refused.hits(), 0, "a denied request never leaves the runner");
+    assert_eq!(
+        refused.hits(),
+        0,
+        "a denied request never leaves the runner"
+    );
 }
 
 #[test]
@@ -196,10 +227,21 @@ fn trap_timeout_and_memory_exhaustion_fail_only_their_request() {
         assert_eq!(reply.headers["content-type"], "application/problem+json");
         let problem = reply.json();
         assert_eq!(problem["status"], 500);
-        assert!(problem["detail"].as_str().unwrap().contains(detail), "{path}: {problem}");
-        assert!(started.elapsed() < Duration::from_secs(8), "{path} took {:?}", started.elapsed());
+        assert!(
+            problem["detail"].as_str().unwrap().contains(detail),
+            "{path}: {problem}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(8),
+            "{path} took {:?}",
+            started.elapsed()
+        );
         let after = app.get("/version");
-        assert_eq!((after.status, after.body.as_str()), (200, "probe"), "after {path}");
+        assert_eq!(
+            (after.status, after.body.as_str()),
+            (200, "probe"),
+            "after {path}"
+        );
     }
 }
 
@@ -223,8 +265,14 @@ fn guest_output_becomes_log_lines_with_the_component_id() {
     let app = TestApp::start(&probe_manifest(&[("/...", "probe")], ""));
     assert_eq!(app.get("/stdout").status, 200);
     let lines = app.guest_lines.lock().unwrap().clone();
-    assert!(lines.contains(&"probe stdout line one".to_string()), "{lines:?}");
-    assert!(lines.contains(&"probe stderr line two".to_string()), "{lines:?}");
+    assert!(
+        lines.contains(&"probe stdout line one".to_string()),
+        "{lines:?}"
+    );
+    assert!(
+        lines.contains(&"probe stderr line two".to_string()),
+        "{lines:?}"
+    );
 }
 
 #[test]
@@ -232,9 +280,7 @@ fn swap_under_load_has_no_failed_request_and_broken_wasm_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let source = dir.path().join("svc.wasm");
     std::fs::copy(&fixtures().probe, &source).unwrap();
-    let manifest = format!(
-        "spin_manifest_version = 2\n[application]\nname = \"swap\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"svc\"\n[component.svc]\nsource = \"svc.wasm\"\n"
-    );
+    let manifest = "spin_manifest_version = 2\n[application]\nname = \"swap\"\n[[trigger.http]]\nroute = \"/...\"\ncomponent = \"svc\"\n[component.svc]\nsource = \"svc.wasm\"\n".to_string();
     let options = Options {
         watch: true,
         ..Options::default()
@@ -246,7 +292,8 @@ fn swap_under_load_has_no_failed_request_and_broken_wasm_is_refused() {
     let served = Arc::new(AtomicUsize::new(0));
     let workers: Vec<_> = (0..4)
         .map(|_| {
-            let (url, stop, failures, served) = (url.clone(), stop.clone(), failures.clone(), served.clone());
+            let (url, stop, failures, served) =
+                (url.clone(), stop.clone(), failures.clone(), served.clone());
             std::thread::spawn(move || {
                 let agent = support::agent();
                 while !stop.load(Ordering::Relaxed) {
@@ -277,14 +324,25 @@ fn swap_under_load_has_no_failed_request_and_broken_wasm_is_refused() {
         w.join().unwrap();
     }
     assert!(swapped, "the new component never served");
-    assert!(served.load(Ordering::Relaxed) > 20, "too little load: {}", served.load(Ordering::Relaxed));
-    assert_eq!(failures.load(Ordering::Relaxed), 0, "requests failed during the swap");
+    assert!(
+        served.load(Ordering::Relaxed) > 20,
+        "too little load: {}",
+        served.load(Ordering::Relaxed)
+    );
+    assert_eq!(
+        failures.load(Ordering::Relaxed),
+        0,
+        "requests failed during the swap"
+    );
 
     // Garbage and a component that cannot link are refused; `other` keeps serving.
     replace_file(&source, b"this is not wasm");
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(get(&url).body, "other");
-    replace_file(&source, br#"(component (import "acme:missing/thing@1.0.0" (instance)))"#);
+    replace_file(
+        &source,
+        br#"(component (import "acme:missing/thing@1.0.0" (instance)))"#,
+    );
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(get(&url).body, "other");
     // And a good one is still taken afterwards.
@@ -302,7 +360,10 @@ fn shutdown_drains_requests_in_flight_and_stops_accepting() {
     let reply = in_flight.join().unwrap();
     assert_eq!((reply.status, reply.body.as_str()), (200, "slept"));
     server.join().unwrap();
-    assert!(std::net::TcpStream::connect(app.addr).is_err(), "still accepting after shutdown");
+    assert!(
+        std::net::TcpStream::connect(app.addr).is_err(),
+        "still accepting after shutdown"
+    );
 }
 
 #[test]
@@ -315,26 +376,60 @@ fn a_restart_loads_compiled_components_from_the_cache() {
         cache_dir: Some(data.join("cache")),
         ..Options::default()
     };
-    let first = support::load(dir.path(), &manifest, &options(), latch_runner::GuestLog::tracing()).unwrap();
-    assert_eq!(first.slots["probe"].loaded_from, latch_runner::engine::LoadedFrom::Compiled);
+    let first = support::load(
+        dir.path(),
+        &manifest,
+        &options(),
+        latch_runner::GuestLog::tracing(),
+    )
+    .unwrap();
+    assert_eq!(
+        first.slots["probe"].loaded_from,
+        latch_runner::engine::LoadedFrom::Compiled
+    );
     drop(first);
-    let second = support::load(dir.path(), &manifest, &options(), latch_runner::GuestLog::tracing()).unwrap();
-    assert_eq!(second.slots["probe"].loaded_from, latch_runner::engine::LoadedFrom::Cache);
+    let second = support::load(
+        dir.path(),
+        &manifest,
+        &options(),
+        latch_runner::GuestLog::tracing(),
+    )
+    .unwrap();
+    assert_eq!(
+        second.slots["probe"].loaded_from,
+        latch_runner::engine::LoadedFrom::Cache
+    );
 }
 
 #[test]
 fn unsupported_manifest_keys_stop_start_up_by_name() {
     let dir = tempfile::tempdir().unwrap();
+    let manifest = probe_manifest(&[("/...", "probe")], "").replace(
+        "[component.probe]\n",
+        "[component.probe]\nkey_value_stores = [\"default\"]\n",
+    );
+    let err = support::load(
+        dir.path(),
+        &manifest,
+        &Options::default(),
+        latch_runner::GuestLog::tracing(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        err.to_string().contains("component.probe.key_value_stores"),
+        "{err:#}"
+    );
     let manifest = probe_manifest(&[("/...", "probe")], "")
-        .replace("[component.probe]\n", "[component.probe]\nkey_value_stores = [\"default\"]\n");
-    let err = support::load(dir.path(), &manifest, &Options::default(), latch_runner::GuestLog::tracing())
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("component.probe.key_value_stores"), "{err:#}");
-    let manifest = probe_manifest(&[("/...", "probe")], "").replace("[application]\n", "[application]\ncolour = \"red\"\n");
-    let err = support::load(dir.path(), &manifest, &Options::default(), latch_runner::GuestLog::tracing())
-        .err()
-        .unwrap();
+        .replace("[application]\n", "[application]\ncolour = \"red\"\n");
+    let err = support::load(
+        dir.path(),
+        &manifest,
+        &Options::default(),
+        latch_runner::GuestLog::tracing(),
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("colour"), "{err:#}");
 }
 
@@ -368,7 +463,9 @@ fn wait_for(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
 
 fn chunked_post(addr: std::net::SocketAddr, path: &str, size: usize) -> String {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut request = format!(
         "POST {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{size:x}\r\n"
     )
@@ -408,7 +505,8 @@ fn one_shot_server() -> OneShotServer {
             counter.fetch_add(1, Ordering::Relaxed);
             let mut buf = [0u8; 4096];
             let _ = stream.read(&mut buf);
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
+            let _ = stream
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok");
         }
     });
     OneShotServer { port, hits }

@@ -7,7 +7,9 @@
 
 use std::time::Duration;
 
-use latch_weblite::{DatabaseUrl, WebliteError, batch_request_body, decode_response, single_request_body};
+use latch_weblite::{
+    DatabaseUrl, WebliteError, batch_request_body, decode_response, single_request_body,
+};
 use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
 use spin_sdk::wit::wasi::http0_2_0::types::{
     ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
@@ -53,7 +55,11 @@ impl Database for SqliteCloud {
         self.send(body)
     }
 
-    async fn batch(&self, writes: &[Statement], then: Option<&Statement>) -> Result<Rows, StoreError> {
+    async fn batch(
+        &self,
+        writes: &[Statement],
+        then: Option<&Statement>,
+    ) -> Result<Rows, StoreError> {
         // One write and nothing to read back: a single statement is atomic by itself.
         let body = match (writes, then) {
             ([only], None) => single_request_body(self.url.database(), only),
@@ -92,22 +98,34 @@ fn post(url: &DatabaseUrl, body: Vec<u8>, timeout: Duration) -> Result<(u16, Vec
     let headers = Fields::from_list(&[
         ("content-type".to_string(), b"application/json".to_vec()),
         ("accept".to_string(), b"application/json".to_vec()),
-        ("authorization".to_string(), url.authorization_header().into_bytes()),
-        ("content-length".to_string(), body.len().to_string().into_bytes()),
+        (
+            "authorization".to_string(),
+            url.authorization_header().into_bytes(),
+        ),
+        (
+            "content-length".to_string(),
+            body.len().to_string().into_bytes(),
+        ),
     ])
     .map_err(|e| StoreError::Misconfigured(format!("request headers: {e:?}")))?;
     let request = OutgoingRequest::new(headers);
     let scheme = match scheme {
         "https" => Scheme::Https,
         "http" => Scheme::Http,
-        other => return Err(StoreError::Misconfigured(format!("unsupported scheme `{other}`"))),
+        other => {
+            return Err(StoreError::Misconfigured(format!(
+                "unsupported scheme `{other}`"
+            )));
+        }
     };
     let set = request
         .set_method(&Method::Post)
         .and(request.set_scheme(Some(&scheme)))
         .and(request.set_authority(Some(authority)))
         .and(request.set_path_with_query(Some(path)));
-    set.map_err(|()| StoreError::Misconfigured("database URL is not a valid request target".into()))?;
+    set.map_err(|()| {
+        StoreError::Misconfigured("database URL is not a valid request target".into())
+    })?;
 
     let outgoing_body = request
         .body()

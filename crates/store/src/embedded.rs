@@ -18,13 +18,18 @@ impl Embedded {
                 sqlite3::Error::AccessDenied | sqlite3::Error::NoSuchDatabase => {
                     StoreError::Misconfigured(format!("cannot open database `{label}`: {e:?}"))
                 }
-                other => StoreError::Unavailable(format!("cannot open database `{label}`: {other:?}")),
+                other => {
+                    StoreError::Unavailable(format!("cannot open database `{label}`: {other:?}"))
+                }
             })
     }
 
     fn run(&self, statement: &Statement) -> Result<Rows, StoreError> {
         let params: Vec<sqlite3::Value> = statement.params.iter().map(to_sqlite).collect();
-        let result = self.conn.execute(&statement.sql, &params).map_err(from_sqlite)?;
+        let result = self
+            .conn
+            .execute(&statement.sql, &params)
+            .map_err(from_sqlite)?;
         let rows = result
             .rows
             .into_iter()
@@ -46,7 +51,11 @@ impl Database for Embedded {
         self.run(statement)
     }
 
-    async fn batch(&self, writes: &[Statement], then: Option<&Statement>) -> Result<Rows, StoreError> {
+    async fn batch(
+        &self,
+        writes: &[Statement],
+        then: Option<&Statement>,
+    ) -> Result<Rows, StoreError> {
         // IMMEDIATE takes the write lock up front: two writers never deadlock
         // upgrading read locks, one simply waits for the other.
         self.exec("BEGIN IMMEDIATE")?;

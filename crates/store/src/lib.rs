@@ -43,7 +43,10 @@ pub enum StoreError {
 impl StoreError {
     /// Whether the service should answer 503 (retry later) for this error.
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Misconfigured(_))
+        matches!(
+            self,
+            StoreError::Unavailable(_) | StoreError::Misconfigured(_)
+        )
     }
 
     /// A short, stable name for logs and metrics.
@@ -104,7 +107,11 @@ impl<D: Database> Store<D> {
         self.db.query(statement).await
     }
 
-    async fn batch(&self, writes: &[Statement], then: Option<&Statement>) -> Result<Rows, StoreError> {
+    async fn batch(
+        &self,
+        writes: &[Statement],
+        then: Option<&Statement>,
+    ) -> Result<Rows, StoreError> {
         self.round_trips.set(self.round_trips.get() + 1);
         self.db.batch(writes, then).await
     }

@@ -2,7 +2,9 @@
 //! trips it makes; writes that belong together are one batch, and results
 //! that a write decides are read back in the same round trip.
 
-use latch_domain::{AuditEvent, Email, RefreshTokenHash, ThrottleKey, ThrottlePolicy, ThrottleState};
+use latch_domain::{
+    AuditEvent, Email, RefreshTokenHash, ThrottleKey, ThrottlePolicy, ThrottleState,
+};
 
 use crate::{Database, Row, Rows, Statement, Store, StoreError, Value, stmt};
 
@@ -171,6 +173,21 @@ pub struct Counter {
     pub counted: bool,
 }
 
+impl Counter {
+    /// A key with no row: this attempt was not counted on it because another
+    /// key of the attempt is locked.
+    fn untouched(now: i64) -> Counter {
+        Counter {
+            state: ThrottleState {
+                failures: 0,
+                window_started_at: now,
+                locked_until: 0,
+            },
+            counted: false,
+        }
+    }
+}
+
 /// What a sign-in needs to decide: the user (if the email exists) and the
 /// counters after this attempt was counted.
 #[derive(Debug, Clone)]
@@ -296,9 +313,14 @@ impl<D: Database> Store<D> {
         attempt_id: &str,
         now: i64,
     ) -> Result<SigninContext, StoreError> {
+        let keys: Vec<&ThrottleKey> = throttles.each().map(|(key, _)| key).collect();
         let writes: Vec<Statement> = throttles
             .each()
-            .map(|(key, policy)| count_attempt(key, policy, attempt_id, now))
+            .map(|(key, policy)| {
+                let others: Vec<&ThrottleKey> =
+                    keys.iter().copied().filter(|k| *k != key).collect();
+                count_attempt(key, policy, attempt_id, &others, now)
+            })
             .collect();
         let client_key = throttles.client.map(|(key, _)| key.as_str());
         let read = stmt(
@@ -330,13 +352,9 @@ impl<D: Database> Store<D> {
             }),
             None => None,
         };
-        let account = counter(&row, "a")?
-            .ok_or_else(|| StoreError::Shape("the account counter was not written".into()))?;
+        let account = counter(&row, "a")?.unwrap_or_else(|| Counter::untouched(now));
         let client = match throttles.client {
-            Some(_) => Some(
-                counter(&row, "c")?
-                    .ok_or_else(|| StoreError::Shape("the client counter was not written".into()))?,
-            ),
+            Some(_) => Some(counter(&row, "c")?.unwrap_or_else(|| Counter::untouched(now))),
             None => None,
         };
         Ok(SigninContext {
@@ -395,7 +413,11 @@ impl<D: Database> Store<D> {
         now: i64,
         audits: &[AuditRecord],
     ) -> Result<(), StoreError> {
-        let longest_window = throttles.each().map(|(_, p)| p.window_secs).max().unwrap_or(0);
+        let longest_window = throttles
+            .each()
+            .map(|(_, p)| p.window_secs)
+            .max()
+            .unwrap_or(0);
         let mut writes = vec![stmt(
             "DELETE FROM throttle WHERE window_started_at < ? AND locked_until < ?",
             vec![(now - 2 * longest_window).into(), now.into()],
@@ -434,7 +456,13 @@ impl<D: Database> Store<D> {
                 "UPDATE sessions SET refresh_hash = ?, generation = generation + 1, last_used_at = ?, expires_at = ? \
                  WHERE refresh_hash = ? AND revoked_at IS NULL AND expires_at > ? \
                  AND EXISTS (SELECT 1 FROM users u WHERE u.id = sessions.user_id AND u.is_active = 1)",
-                vec![new_v.clone(), now.into(), expires_at.into(), old_v.clone(), now.into()],
+                vec![
+                    new_v.clone(),
+                    now.into(),
+                    expires_at.into(),
+                    old_v.clone(),
+                    now.into(),
+                ],
             ),
             reused.insert_for_session(
                 &format!("s.id = {retired_session} AND s.revoked_at IS NULL AND {not_rotated}"),
@@ -553,15 +581,17 @@ impl<D: Database> Store<D> {
         now: i64,
         audit: &AuditRecord,
     ) -> Result<RevokeOutcome, StoreError> {
-        let caller_active = format!(
-            "EXISTS (SELECT 1 FROM sessions s WHERE {ACTIVE_SESSION})"
-        );
+        let caller_active = format!("EXISTS (SELECT 1 FROM sessions s WHERE {ACTIVE_SESSION})");
         let mut params = active_session_params(caller_session, user_id, now);
-        let target_cond = "s.id = ? AND s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at > ?";
+        let target_cond =
+            "s.id = ? AND s.user_id = ? AND s.revoked_at IS NULL AND s.expires_at > ?";
         let mut audit_params = vec![target.into(), user_id.into(), now.into()];
         audit_params.extend(params.clone());
         let writes = [
-            audit.insert_for_session(&format!("{target_cond} AND {caller_active}"), audit_params.clone()),
+            audit.insert_for_session(
+                &format!("{target_cond} AND {caller_active}"),
+                audit_params.clone(),
+            ),
             stmt(
                 &format!(
                     "UPDATE sessions SET revoked_at = ?, revoked_reason = 'revoked_by_user' \
@@ -646,35 +676,51 @@ impl<D: Database> Store<D> {
 
     // --- password change -------------------------------------------------------
 
-    /// The caller's credentials if their session is active. One round trip.
-    pub async fn credentials(
+    /// Counts an attempt to confirm the caller's current password (so a
+    /// stolen access token cannot guess it freely) and reads the caller's
+    /// credentials if their session is active. One round trip.
+    pub async fn begin_password_check(
         &self,
         session_id: &str,
         user_id: &str,
+        throttle: (&ThrottleKey, &ThrottlePolicy),
+        attempt_id: &str,
         now: i64,
-    ) -> Result<Option<UserCredentials>, StoreError> {
-        let rows = self
-            .query(&stmt(
-                &format!(
-                    "SELECT {USER_COLUMNS}, u.password_hash FROM sessions s JOIN users u ON u.id = s.user_id \
-                     WHERE {ACTIVE_SESSION}"
-                ),
-                active_session_params(session_id, user_id, now),
-            ))
-            .await?;
-        rows.first()
-            .map(|row| {
-                Ok(UserCredentials {
-                    user: user_from(&row)?,
-                    password_hash: row.text("password_hash")?.to_string(),
-                })
-            })
-            .transpose()
+    ) -> Result<Option<(UserCredentials, Counter)>, StoreError> {
+        let (key, policy) = throttle;
+        let write = count_attempt(key, policy, attempt_id, &[], now);
+        let mut params: Vec<Value> = vec![attempt_id.into(), key.as_str().into()];
+        params.extend(active_session_params(session_id, user_id, now));
+        let read = stmt(
+            &format!(
+                "SELECT {USER_COLUMNS}, u.password_hash, \
+                 t.failures AS t_failures, t.window_started_at AS t_window, t.locked_until AS t_locked, \
+                 t.last_attempt = ? AS t_counted \
+                 FROM sessions s JOIN users u ON u.id = s.user_id JOIN throttle t ON t.key = ? \
+                 WHERE {ACTIVE_SESSION}"
+            ),
+            params,
+        );
+        let rows = self.batch(&[write], Some(&read)).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let counter = counter(&row, "t")?.ok_or_else(|| {
+            StoreError::Shape("the password-check counter was not written".into())
+        })?;
+        Ok(Some((
+            UserCredentials {
+                user: user_from(&row)?,
+                password_hash: row.text("password_hash")?.to_string(),
+            },
+            counter,
+        )))
     }
 
     /// Replaces the password hash (only if it is still `old_hash`, so two
-    /// concurrent changes cannot both win) and revokes every other session of
-    /// the user. One round trip. Returns false if nothing changed.
+    /// concurrent changes cannot both win), revokes every other session of
+    /// the user and clears the password-check counter. One round trip.
+    /// Returns false if nothing changed.
     #[allow(clippy::too_many_arguments)]
     pub async fn change_password(
         &self,
@@ -682,6 +728,7 @@ impl<D: Database> Store<D> {
         user_id: &str,
         old_hash: &str,
         new_hash: &str,
+        throttle_key: &ThrottleKey,
         now: i64,
         audit: &AuditRecord,
     ) -> Result<bool, StoreError> {
@@ -701,6 +748,10 @@ impl<D: Database> Store<D> {
                  WHERE user_id = ? AND id <> ? AND revoked_at IS NULL \
                  AND EXISTS (SELECT 1 FROM audit_events WHERE id = ?)",
                 vec![now.into(), user_id.into(), session_id.into(), audit.id.as_str().into()],
+            ),
+            stmt(
+                "DELETE FROM throttle WHERE key = ? AND EXISTS (SELECT 1 FROM audit_events WHERE id = ?)",
+                vec![throttle_key.as_str().into(), audit.id.as_str().into()],
             ),
         ];
         let (flag, id) = recorded(audit, "changed");
@@ -734,9 +785,16 @@ impl<D: Database> Store<D> {
         let write = stmt(
             "INSERT INTO development_signing_key (slot, kid, private_key, created_at) VALUES (1, ?, ?, ?) \
              ON CONFLICT (slot) DO NOTHING",
-            vec![candidate.kid.as_str().into(), candidate.private_key.as_str().into(), now.into()],
+            vec![
+                candidate.kid.as_str().into(),
+                candidate.private_key.as_str().into(),
+                now.into(),
+            ],
         );
-        let read = stmt("SELECT kid, private_key FROM development_signing_key WHERE slot = 1", vec![]);
+        let read = stmt(
+            "SELECT kid, private_key FROM development_signing_key WHERE slot = 1",
+            vec![],
+        );
         let rows = self.batch(&[write], Some(&read)).await?;
         stored_key(&first(&rows)?)
     }
@@ -745,7 +803,10 @@ impl<D: Database> Store<D> {
     /// One round trip.
     pub async fn schema_version(&self) -> Result<u32, StoreError> {
         let rows = self
-            .query(&stmt("SELECT MAX(version) AS version FROM schema_migrations", vec![]))
+            .query(&stmt(
+                "SELECT MAX(version) AS version FROM schema_migrations",
+                vec![],
+            ))
             .await?;
         let version = first(&rows)?.opt_int("version")?.unwrap_or(0);
         u32::try_from(version).map_err(|_| StoreError::Shape(format!("schema version {version}")))
@@ -778,7 +839,8 @@ fn counter(row: &Row<'_>, prefix: &str) -> Result<Option<Counter>, StoreError> {
     }))
 }
 
-/// Counts an attempt on `key` unless it is locked, and sets the lock the
+/// Counts an attempt on `key` unless it, or one of the attempt's `others`
+/// keys, is locked (a refused attempt is not a guess), and sets the lock the
 /// attempt earns: atomically, the state `ThrottlePolicy::after_failure`
 /// computes (a new window starts once the later of window start and lock end
 /// is a whole window ago; at the limit, `base * 2^(failures - max)` seconds,
@@ -787,15 +849,59 @@ pub(crate) fn count_attempt(
     key: &ThrottleKey,
     policy: &ThrottlePolicy,
     attempt_id: &str,
+    others: &[&ThrottleKey],
     now: i64,
 ) -> Statement {
     let expired = "? - MAX(window_started_at, locked_until) >= ?";
     let counted = format!("CASE WHEN {expired} THEN 1 ELSE failures + 1 END");
     let first_lock = policy.lockout_for(1).map_or(0, |secs| now + secs);
+    // Another key locked before this attempt (not by it) refuses the attempt.
+    let others_locked = if others.is_empty() {
+        "0".to_string()
+    } else {
+        format!(
+            "EXISTS (SELECT 1 FROM throttle o WHERE o.key IN ({}) AND o.locked_until > ? \
+             AND (o.last_attempt IS NULL OR o.last_attempt <> ?))",
+            vec!["?"; others.len()].join(", ")
+        )
+    };
+    let mut params: Vec<Value> = vec![
+        key.as_str().into(),
+        now.into(),
+        first_lock.into(),
+        attempt_id.into(),
+    ];
+    if !others.is_empty() {
+        params.extend(others.iter().map(|k| Value::from(k.as_str())));
+        params.push(now.into());
+        params.push(attempt_id.into());
+    }
+    params.extend([
+        // failures
+        now.into(),
+        policy.window_secs.into(),
+        // window_started_at
+        now.into(),
+        policy.window_secs.into(),
+        now.into(),
+        // locked_until
+        now.into(),
+        policy.window_secs.into(),
+        i64::from(policy.max_failures).into(),
+        now.into(),
+        policy.max_lockout_secs.into(),
+        policy.base_lockout_secs.into(),
+        now.into(),
+        policy.window_secs.into(),
+        i64::from(policy.max_failures).into(),
+        // last_attempt, guard
+        attempt_id.into(),
+        now.into(),
+    ]);
     stmt(
         &format!(
             "INSERT INTO throttle (key, failures, window_started_at, locked_until, last_attempt) \
-             VALUES (?, 1, ?, ?, ?) \
+             SELECT ?, 1, ?, ?, ? WHERE NOT {others_locked} \
              ON CONFLICT (key) DO UPDATE SET \
              failures = {counted}, \
              window_started_at = CASE WHEN {expired} THEN ? ELSE window_started_at END, \
@@ -804,32 +910,7 @@ pub(crate) fn count_attempt(
              last_attempt = ? \
              WHERE locked_until <= ?"
         ),
-        vec![
-            key.as_str().into(),
-            now.into(),
-            first_lock.into(),
-            attempt_id.into(),
-            // failures
-            now.into(),
-            policy.window_secs.into(),
-            // window_started_at
-            now.into(),
-            policy.window_secs.into(),
-            now.into(),
-            // locked_until
-            now.into(),
-            policy.window_secs.into(),
-            i64::from(policy.max_failures).into(),
-            now.into(),
-            policy.max_lockout_secs.into(),
-            policy.base_lockout_secs.into(),
-            now.into(),
-            policy.window_secs.into(),
-            i64::from(policy.max_failures).into(),
-            // last_attempt, guard
-            attempt_id.into(),
-            now.into(),
-        ],
+        params,
     )
 }
 

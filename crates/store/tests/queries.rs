@@ -23,21 +23,27 @@ impl Native {
     fn migrated() -> Native {
         let conn = rusqlite::Connection::open_in_memory().unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations");
-        let mut files: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         files.sort();
         conn.execute_batch(
             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, applied_at INTEGER NOT NULL)",
         )
         .unwrap();
         for (i, file) in files.iter().enumerate() {
-            conn.execute_batch(&std::fs::read_to_string(file).unwrap()).unwrap();
+            conn.execute_batch(&std::fs::read_to_string(file).unwrap())
+                .unwrap();
             conn.execute(
                 "INSERT INTO schema_migrations VALUES (?, ?, 'test', 0)",
                 rusqlite::params![i as i64 + 1, file.display().to_string()],
             )
             .unwrap();
         }
-        Native { conn: RefCell::new(conn) }
+        Native {
+            conn: RefCell::new(conn),
+        }
     }
 
     fn run(conn: &rusqlite::Connection, s: &Statement) -> Result<Rows, StoreError> {
@@ -45,7 +51,9 @@ impl Native {
         let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
         let width = columns.len();
         let params: Vec<P> = s.params.iter().map(P).collect();
-        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter())).map_err(err)?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(params.iter()))
+            .map_err(err)?;
         let mut out = Vec::new();
         while let Some(row) = rows.next().map_err(err)? {
             out.push(
@@ -94,7 +102,11 @@ impl Database for &Native {
         Native::run(&self.conn.borrow(), statement)
     }
 
-    async fn batch(&self, writes: &[Statement], then: Option<&Statement>) -> Result<Rows, StoreError> {
+    async fn batch(
+        &self,
+        writes: &[Statement],
+        then: Option<&Statement>,
+    ) -> Result<Rows, StoreError> {
         let conn = self.conn.borrow();
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
         let outcome = (|| {
@@ -124,7 +136,10 @@ static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1)
 
 fn audit(kind: AuditKind, outcome: Outcome, at: i64) -> AuditRecord {
     AuditRecord {
-        id: format!("audit-{}", NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)),
+        id: format!(
+            "audit-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ),
         at,
         event: AuditEvent::new(kind, outcome),
         request_id: Some("req-1".into()),
@@ -178,14 +193,36 @@ fn token(byte: u8) -> (RefreshToken, latch_domain::RefreshTokenHash) {
 fn sign_up_creates_user_with_role_and_refuses_duplicates_in_one_round_trip() {
     let db = Native::migrated();
     let store = Store::new(&db);
-    assert_eq!(sign_up(&store, "u1", "Jane@Example.com"), SignupOutcome::Created);
+    assert_eq!(
+        sign_up(&store, "u1", "Jane@Example.com"),
+        SignupOutcome::Created
+    );
     assert_eq!(store.round_trips(), 1);
-    assert_eq!(sign_up(&store, "u2", "jane@example.com "), SignupOutcome::EmailTaken);
+    assert_eq!(
+        sign_up(&store, "u2", "jane@example.com "),
+        SignupOutcome::EmailTaken
+    );
     assert_eq!(db.scalar("SELECT count(*) FROM users"), 1);
-    assert_eq!(db.scalar("SELECT count(*) FROM user_roles WHERE user_id = 'u1'"), 1);
-    assert_eq!(db.scalar("SELECT count(*) FROM user_roles WHERE user_id = 'u2'"), 0);
-    assert_eq!(db.scalar("SELECT count(*) FROM audit_events WHERE event = 'signup' AND outcome = 'success'"), 1);
-    assert_eq!(db.scalar("SELECT count(*) FROM audit_events WHERE event = 'signup' AND outcome = 'failure'"), 1);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM user_roles WHERE user_id = 'u1'"),
+        1
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM user_roles WHERE user_id = 'u2'"),
+        0
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM audit_events WHERE event = 'signup' AND outcome = 'success'"
+        ),
+        1
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM audit_events WHERE event = 'signup' AND outcome = 'failure'"
+        ),
+        1
+    );
 }
 
 #[test]
@@ -217,7 +254,11 @@ fn throttle_sql_follows_the_domain_rule() {
     };
     // An expired lock means the same as none.
     let effective = |s: ThrottleState, now: i64| ThrottleState {
-        locked_until: if s.locked_until > now { s.locked_until } else { 0 },
+        locked_until: if s.locked_until > now {
+            s.locked_until
+        } else {
+            0
+        },
         ..s
     };
     let mut expected: Option<ThrottleState> = None;
@@ -230,7 +271,11 @@ fn throttle_sql_follows_the_domain_rule() {
             Some(state) if state.locked_until > now => {
                 // Locked: refused before any password check, not counted.
                 assert!(!context.account.counted, "step {step}");
-                assert_eq!(effective(context.account.state, now), effective(state, now), "step {step}");
+                assert_eq!(
+                    effective(context.account.state, now),
+                    effective(state, now),
+                    "step {step}"
+                );
                 assert!(policy.check(&context.account.state, now).is_err());
             }
             _ => {
@@ -239,7 +284,11 @@ fn throttle_sql_follows_the_domain_rule() {
                 block_on(store.fail_signin(throttles, now, &[])).unwrap();
                 failures_registered += 1;
                 let next = policy.after_failure(expected, now);
-                assert_eq!(effective(raw(), now), effective(next, now), "step {step} at {now}");
+                assert_eq!(
+                    effective(raw(), now),
+                    effective(next, now),
+                    "step {step} at {now}"
+                );
                 assert_eq!(effective(context.account.state, now), effective(next, now));
                 expected = Some(next);
             }
@@ -251,7 +300,10 @@ fn throttle_sql_follows_the_domain_rule() {
             _ => 7,
         };
     }
-    assert!(failures_registered > 8, "the sequence must reach several locks");
+    assert!(
+        failures_registered > 8,
+        "the sequence must reach several locks"
+    );
     assert!(raw().locked_until > 0);
 }
 
@@ -293,9 +345,24 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
     ))
     .unwrap();
     assert_eq!(store.round_trips(), 2);
-    assert_eq!(db.scalar(&format!("SELECT count(*) FROM throttle WHERE key = '{}'", account.as_str())), 0);
-    assert_eq!(db.scalar(&format!("SELECT failures FROM throttle WHERE key = '{}'", client.as_str())), 0);
-    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_at IS NULL"), 1);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM throttle WHERE key = '{}'",
+            account.as_str()
+        )),
+        0
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT failures FROM throttle WHERE key = '{}'",
+            client.as_str()
+        )),
+        0
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_at IS NULL"),
+        1
+    );
 
     // An unknown email is throttled the same way (no enumeration by lock-out).
     let ghost = Email::parse("ghost@example.com").unwrap();
@@ -305,16 +372,27 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         client: None,
     };
     for i in 0..5 {
-        let c = block_on(store.begin_signin(&ghost, ghost_throttles, &format!("g{i}"), 3_000 + i)).unwrap();
+        let c = block_on(store.begin_signin(&ghost, ghost_throttles, &format!("g{i}"), 3_000 + i))
+            .unwrap();
         assert!(c.credentials.is_none());
         assert!(c.account.counted);
-        block_on(store.fail_signin(ghost_throttles, 3_000 + i, &[audit(AuditKind::Signin, Outcome::Failure, 3_000 + i)])).unwrap();
+        block_on(store.fail_signin(
+            ghost_throttles,
+            3_000 + i,
+            &[audit(AuditKind::Signin, Outcome::Failure, 3_000 + i)],
+        ))
+        .unwrap();
     }
     let locked = block_on(store.begin_signin(&ghost, ghost_throttles, "g-late", 3_010)).unwrap();
     assert!(!locked.account.counted);
-    let refused = ThrottlePolicy::ACCOUNT.check(&locked.account.state, 3_010).unwrap_err();
+    let refused = ThrottlePolicy::ACCOUNT
+        .check(&locked.account.state, 3_010)
+        .unwrap_err();
     assert_eq!(refused.retry_after_secs, 54);
-    assert_eq!(locked.account.state.failures, 5, "attempts while locked are not counted");
+    assert_eq!(
+        locked.account.state.failures, 5,
+        "attempts while locked are not counted"
+    );
 
     // Parallel attempts: the sixth is refused even though none has failed yet.
     let racer = Email::parse("racer@example.com").unwrap();
@@ -324,9 +402,43 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         client: None,
     };
     let counted: Vec<bool> = (0..8)
-        .map(|i| block_on(store.begin_signin(&racer, racer_throttles, &format!("r{i}"), 4_000)).unwrap().account.counted)
+        .map(|i| {
+            block_on(store.begin_signin(&racer, racer_throttles, &format!("r{i}"), 4_000))
+                .unwrap()
+                .account
+                .counted
+        })
         .collect();
-    assert_eq!(counted, vec![true, true, true, true, true, false, false, false]);
+    assert_eq!(
+        counted,
+        vec![true, true, true, true, true, false, false, false]
+    );
+
+    // A locked client address refuses the attempt without counting it on the account.
+    let victim = Email::parse("victim@example.com").unwrap();
+    let victim_key = ThrottleKey::account(&victim);
+    let blocked_ip = ThrottleKey::client("10.9.9.9".parse().unwrap());
+    db.conn
+        .borrow()
+        .execute(
+            "INSERT INTO throttle (key, failures, window_started_at, locked_until) VALUES (?, 20, 4000, 9000)",
+            [blocked_ip.as_str()],
+        )
+        .unwrap();
+    let both = Throttles {
+        account: (&victim_key, &ThrottlePolicy::ACCOUNT),
+        client: Some((&blocked_ip, &ThrottlePolicy::CLIENT)),
+    };
+    let refused = block_on(store.begin_signin(&victim, both, "v1", 4_100)).unwrap();
+    assert!(!refused.account.counted);
+    assert!(!refused.client.unwrap().counted);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM throttle WHERE key = '{}'",
+            victim_key.as_str()
+        )),
+        0
+    );
 }
 
 #[test]
@@ -357,7 +469,10 @@ fn rotation_is_single_use_and_reuse_revokes_the_session() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(db.scalar("SELECT count(*) FROM retired_refresh_tokens WHERE session_id = 's1'"), 1);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM retired_refresh_tokens WHERE session_id = 's1'"),
+        1
+    );
     // Never both active and retired.
     assert_eq!(
         db.scalar("SELECT count(*) FROM sessions s JOIN retired_refresh_tokens r ON r.hash = s.refresh_hash"),
@@ -381,7 +496,12 @@ fn rotation_is_single_use_and_reuse_revokes_the_session() {
             user_id: "u1".into()
         }
     );
-    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_reason = 'refresh_reuse'"), 1);
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_reason = 'refresh_reuse'"
+        ),
+        1
+    );
     let (_, fourth_hash) = token(4);
     let after = block_on(store.rotate_refresh(
         &second_hash,
@@ -392,8 +512,15 @@ fn rotation_is_single_use_and_reuse_revokes_the_session() {
         &audit(AuditKind::RefreshReuseDetected, Outcome::Denied, 5_030),
     ))
     .unwrap();
-    assert_eq!(after, RefreshOutcome::Invalid, "a revoked family yields nothing");
-    assert_eq!(db.scalar("SELECT count(*) FROM audit_events WHERE event = 'refresh_reuse_detected'"), 1);
+    assert_eq!(
+        after,
+        RefreshOutcome::Invalid,
+        "a revoked family yields nothing"
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM audit_events WHERE event = 'refresh_reuse_detected'"),
+        1
+    );
 }
 
 #[test]
@@ -416,7 +543,10 @@ fn expired_sessions_and_inactive_users_cannot_refresh() {
         .unwrap()
     };
     assert_eq!(rotate(5_000 + 3_600), RefreshOutcome::Invalid);
-    db.conn.borrow().execute("UPDATE users SET is_active = 0", []).unwrap();
+    db.conn
+        .borrow()
+        .execute("UPDATE users SET is_active = 0", [])
+        .unwrap();
     assert_eq!(rotate(5_001), RefreshOutcome::Invalid);
 }
 
@@ -430,23 +560,65 @@ fn sign_out_and_session_management() {
     session(&store, "s2", "u1", &token(2).0, 5_001);
     session(&store, "other", "u2", &token(3).0, 5_002);
 
-    let listed = block_on(store.list_sessions("s1", "u1", 5_010)).unwrap().unwrap();
-    assert_eq!(listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(), vec!["s2", "s1"]);
+    let listed = block_on(store.list_sessions("s1", "u1", 5_010))
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        listed.iter().map(|s| s.id.as_str()).collect::<Vec<_>>(),
+        vec!["s2", "s1"]
+    );
     assert!(listed.iter().find(|s| s.id == "s1").unwrap().current);
 
     let revoke = |caller: &str, target: &str| {
-        block_on(store.revoke_session(caller, "u1", target, 5_020, &audit(AuditKind::SessionRevoked, Outcome::Success, 5_020)))
-            .unwrap()
+        block_on(store.revoke_session(
+            caller,
+            "u1",
+            target,
+            5_020,
+            &audit(AuditKind::SessionRevoked, Outcome::Success, 5_020),
+        ))
+        .unwrap()
     };
-    assert_eq!(revoke("s1", "other"), RevokeOutcome::NotFound, "not the caller's session");
+    assert_eq!(
+        revoke("s1", "other"),
+        RevokeOutcome::NotFound,
+        "not the caller's session"
+    );
     assert_eq!(revoke("s1", "s2"), RevokeOutcome::Revoked);
     assert_eq!(revoke("s1", "s2"), RevokeOutcome::NotFound);
-    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 'other' AND revoked_at IS NULL"), 1);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE id = 'other' AND revoked_at IS NULL"),
+        1
+    );
 
-    assert!(block_on(store.sign_out("s1", "u1", 5_030, &audit(AuditKind::Signout, Outcome::Success, 5_030))).unwrap());
-    assert!(!block_on(store.sign_out("s1", "u1", 5_031, &audit(AuditKind::Signout, Outcome::Success, 5_031))).unwrap());
-    assert!(block_on(store.list_sessions("s1", "u1", 5_040)).unwrap().is_none());
-    assert!(block_on(store.profile("s1", "u1", 5_040)).unwrap().is_none());
+    assert!(
+        block_on(store.sign_out(
+            "s1",
+            "u1",
+            5_030,
+            &audit(AuditKind::Signout, Outcome::Success, 5_030)
+        ))
+        .unwrap()
+    );
+    assert!(
+        !block_on(store.sign_out(
+            "s1",
+            "u1",
+            5_031,
+            &audit(AuditKind::Signout, Outcome::Success, 5_031)
+        ))
+        .unwrap()
+    );
+    assert!(
+        block_on(store.list_sessions("s1", "u1", 5_040))
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        block_on(store.profile("s1", "u1", 5_040))
+            .unwrap()
+            .is_none()
+    );
     assert_eq!(revoke("s1", "s1"), RevokeOutcome::CallerInactive);
 }
 
@@ -460,27 +632,80 @@ fn profile_update_and_password_change_take_effect_at_once() {
     let profile = block_on(store.profile("s1", "u1", 5_010)).unwrap().unwrap();
     assert_eq!(profile.full_name, "Jane Doe");
     assert_eq!(profile.email, "jane@example.com");
-    let updated = block_on(store.update_profile("s1", "u1", "Jane Q. Doe", 5_011)).unwrap().unwrap();
+    let updated = block_on(store.update_profile("s1", "u1", "Jane Q. Doe", 5_011))
+        .unwrap()
+        .unwrap();
     assert_eq!(updated.full_name, "Jane Q. Doe");
-    assert!(block_on(store.update_profile("s1", "someone-else", "X Y", 5_011)).unwrap().is_none());
+    assert!(
+        block_on(store.update_profile("s1", "someone-else", "X Y", 5_011))
+            .unwrap()
+            .is_none()
+    );
 
-    let creds = block_on(store.credentials("s1", "u1", 5_012)).unwrap().unwrap();
+    let key = ThrottleKey::password_check("u1");
+    let (creds, counter) = block_on(store.begin_password_check(
+        "s1",
+        "u1",
+        (&key, &ThrottlePolicy::ACCOUNT),
+        "attempt-1",
+        5_012,
+    ))
+    .unwrap()
+    .unwrap();
+    assert!(counter.counted);
+    assert_eq!(counter.state.failures, 1);
+    assert!(
+        block_on(store.begin_password_check(
+            "s1",
+            "intruder",
+            (&key, &ThrottlePolicy::ACCOUNT),
+            "a2",
+            5_012
+        ))
+        .unwrap()
+        .is_none()
+    );
     let changed = block_on(store.change_password(
-        "s1", "u1", &creds.password_hash, "$argon2id$new", 5_013,
+        "s1",
+        "u1",
+        &creds.password_hash,
+        "$argon2id$new",
+        &key,
+        5_013,
         &audit(AuditKind::PasswordChange, Outcome::Success, 5_013),
     ))
     .unwrap();
     assert!(changed);
-    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 's2' AND revoked_reason = 'password_change'"), 1);
-    assert_eq!(db.scalar("SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_at IS NULL"), 1);
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM sessions WHERE id = 's2' AND revoked_reason = 'password_change'"
+        ),
+        1
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_at IS NULL"),
+        1
+    );
     // A second change based on the old hash loses.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM throttle WHERE key = 'pwd:u1'"),
+        0
+    );
     let again = block_on(store.change_password(
-        "s1", "u1", &creds.password_hash, "$argon2id$other", 5_014,
+        "s1",
+        "u1",
+        &creds.password_hash,
+        "$argon2id$other",
+        &key,
+        5_014,
         &audit(AuditKind::PasswordChange, Outcome::Success, 5_014),
     ))
     .unwrap();
     assert!(!again);
-    assert_eq!(db.scalar("SELECT count(*) FROM users WHERE password_hash = '$argon2id$new'"), 1);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE password_hash = '$argon2id$new'"),
+        1
+    );
 }
 
 #[test]
@@ -488,10 +713,20 @@ fn development_key_is_stored_once() {
     let db = Native::migrated();
     let store = Store::new(&db);
     assert_eq!(block_on(store.development_key()).unwrap(), None);
-    let a = StoredKey { kid: "a".into(), private_key: "pa".into() };
-    let b = StoredKey { kid: "b".into(), private_key: "pb".into() };
+    let a = StoredKey {
+        kid: "a".into(),
+        private_key: "pa".into(),
+    };
+    let b = StoredKey {
+        kid: "b".into(),
+        private_key: "pb".into(),
+    };
     assert_eq!(block_on(store.store_development_key(&a, 1)).unwrap(), a);
-    assert_eq!(block_on(store.store_development_key(&b, 2)).unwrap(), a, "the first stored key wins");
+    assert_eq!(
+        block_on(store.store_development_key(&b, 2)).unwrap(),
+        a,
+        "the first stored key wins"
+    );
     assert_eq!(block_on(store.development_key()).unwrap(), Some(a));
 }
 
@@ -499,6 +734,9 @@ fn development_key_is_stored_once() {
 fn schema_version_matches_the_migrations() {
     let db = Native::migrated();
     let store = Store::new(&db);
-    assert_eq!(block_on(store.schema_version()).unwrap(), latch_store::SCHEMA_VERSION);
+    assert_eq!(
+        block_on(store.schema_version()).unwrap(),
+        latch_store::SCHEMA_VERSION
+    );
     assert!(latch_store::SCHEMA_VERSION >= 1);
 }

@@ -1,1 +1,163 @@
+//! The HTTP edge shared by Latch's route components: everything a route does
+//! that is not its own logic. A component calls [`serve`] with its route's
+//! methods and a handler; the handler parses with [`request`], runs domain
+//! rules and store queries, and answers with [`response`] or an [`ApiError`].
 
+#![forbid(unsafe_code)]
+
+pub mod audit;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod request;
+pub mod response;
+pub mod time;
+
+pub use error::ApiError;
+pub use http::Method;
+pub use request::Ctx;
+
+/// A request with its whole body (route bodies are small and bounded).
+pub type Request = http::Request<Vec<u8>>;
+/// A response with its whole body.
+pub type Response = http::Response<Vec<u8>>;
+
+/// Random bytes from the platform (`wasi:random` inside a component).
+pub fn random<const N: usize>() -> Result<[u8; N], ApiError> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).map_err(|_| ApiError::Internal("no randomness available"))?;
+    Ok(bytes)
+}
+
+/// A new random identifier (22 URL-safe characters).
+pub fn new_id() -> Result<String, ApiError> {
+    Ok(latch_domain::new_id(random()?))
+}
+
+/// The entry point of a route component: reads the whole request, serves
+/// it, and sends the response. (spin-sdk's own conversion of an `http`
+/// response folds repeated headers into one, which would lose one of the two
+/// `Set-Cookie` headers; this writes every header as given.)
+pub async fn run(
+    incoming: spin_sdk::http::IncomingRequest,
+    out: spin_sdk::http::ResponseOutparam,
+    route: &'static str,
+    methods: &'static [Method],
+    handler: impl AsyncFnOnce(&Ctx, Request) -> Result<Response, ApiError>,
+) {
+    let response = match read_request(incoming).await {
+        Ok(request) => serve(request, route, methods, handler).await,
+        Err(error) => {
+            let ctx = Ctx::unreadable(route);
+            let mut response = error.into_response(&ctx);
+            response::finish(&mut response, &ctx);
+            response
+        }
+    };
+    send_response(out, response).await;
+}
+
+async fn read_request(incoming: spin_sdk::http::IncomingRequest) -> Result<Request, ApiError> {
+    use spin_sdk::http::Method as Wasi;
+    let method = match incoming.method() {
+        Wasi::Get => Method::GET,
+        Wasi::Head => Method::HEAD,
+        Wasi::Post => Method::POST,
+        Wasi::Put => Method::PUT,
+        Wasi::Delete => Method::DELETE,
+        Wasi::Patch => Method::PATCH,
+        Wasi::Options => Method::OPTIONS,
+        Wasi::Connect => Method::CONNECT,
+        Wasi::Trace => Method::TRACE,
+        Wasi::Other(other) => Method::from_bytes(other.as_bytes())
+            .map_err(|_| ApiError::MalformedBody("unknown method".into()))?,
+    };
+    let mut builder = http::Request::builder().method(method).uri(
+        incoming
+            .path_with_query()
+            .unwrap_or_else(|| "/".to_string()),
+    );
+    for (name, value) in incoming.headers().entries() {
+        builder = builder.header(name, value);
+    }
+    let body = incoming
+        .into_body()
+        .await
+        .map_err(|_| ApiError::MalformedBody("the request body could not be read".into()))?;
+    builder
+        .body(body)
+        .map_err(|_| ApiError::MalformedBody("the request could not be read".into()))
+}
+
+async fn send_response(out: spin_sdk::http::ResponseOutparam, response: Response) {
+    let (parts, body) = response.into_parts();
+    let entries: Vec<(String, Vec<u8>)> = parts
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
+        .collect();
+    let headers = match spin_sdk::http::Fields::from_list(&entries) {
+        Ok(headers) => headers,
+        // Only forbidden header names fail here, and none are set.
+        Err(_) => spin_sdk::http::Fields::new(),
+    };
+    let outgoing = spin_sdk::http::OutgoingResponse::new(headers);
+    let _ = outgoing.set_status_code(parts.status.as_u16());
+    // A client that went away cannot be told anything.
+    let _ = out.set_with_body(outgoing, body).await;
+}
+
+/// Runs a route: checks the method, gives the handler a [`Ctx`], turns its
+/// error into a problem response, and adds the headers every answer carries.
+pub async fn serve(
+    req: Request,
+    route: &'static str,
+    methods: &'static [Method],
+    handler: impl AsyncFnOnce(&Ctx, Request) -> Result<Response, ApiError>,
+) -> Response {
+    let ctx = Ctx::new(&req, route);
+    let mut response = if !methods.contains(req.method())
+        && !(req.method() == Method::HEAD && methods.contains(&Method::GET))
+    {
+        ApiError::MethodNotAllowed(methods).into_response(&ctx)
+    } else {
+        let head = req.method() == Method::HEAD;
+        let mut response = match handler(&ctx, req).await {
+            Ok(response) => response,
+            Err(error) => error.into_response(&ctx),
+        };
+        if head {
+            response.body_mut().clear();
+        }
+        response
+    };
+    response::finish(&mut response, &ctx);
+    response
+}
+
+/// Collects validation errors so a response can report every bad field at once.
+#[derive(Debug, Default)]
+pub struct Fields(Vec<latch_domain::FieldError>);
+
+impl Fields {
+    /// Keeps the value, or records the field's error.
+    pub fn check<T>(&mut self, result: Result<T, latch_domain::FieldError>) -> Option<T> {
+        match result {
+            Ok(value) => Some(value),
+            Err(error) => {
+                self.0.push(error);
+                None
+            }
+        }
+    }
+
+    /// 400 with every recorded error, if any.
+    pub fn finish(self) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.0))
+        }
+    }
+}

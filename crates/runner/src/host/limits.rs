@@ -15,6 +15,7 @@ impl LimitsConfig {
         InstanceLimits {
             memory_limit: self.memory_bytes,
             memory_used: 0,
+            memory_used_on_init: None,
             memory_denied: false,
         }
     }
@@ -26,8 +27,18 @@ pub struct InstanceLimits {
     memory_limit: usize,
     /// Largest total linear memory granted so far, in bytes.
     pub memory_used: usize,
+    /// `memory_used` right after instantiation (Spin's
+    /// `spin.component_memory_used_on_init`), once [`Self::mark_instantiated`].
+    pub memory_used_on_init: Option<usize>,
     /// Whether a growth past the limit was refused (the guest then usually traps).
     pub memory_denied: bool,
+}
+
+impl InstanceLimits {
+    /// Remembers the memory instantiation took (data segments, initial heap).
+    pub fn mark_instantiated(&mut self) {
+        self.memory_used_on_init = Some(self.memory_used);
+    }
 }
 
 /// Tables are small; this only stops a runaway guest.

@@ -21,6 +21,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::manifest::ComponentDecl;
+use crate::telemetry::InstanceTelemetry;
 use crate::variables::AppVariables;
 
 /// Everything a component may use, derived once from the manifest.
@@ -58,14 +59,20 @@ impl ComponentHost {
         })
     }
 
-    /// Phase 3: fresh state for one instance (one request).
+    /// Phase 3: fresh state for one instance (one request), without telemetry.
     pub fn instance_state(&self) -> InstanceState {
+        self.instance_state_with(&InstanceTelemetry::default())
+    }
+
+    /// Phase 3, with the request's telemetry handed to the interfaces that
+    /// make spans or log records (stdio, SQLite, outbound HTTP).
+    pub fn instance_state_with(&self, telemetry: &InstanceTelemetry) -> InstanceState {
         InstanceState {
             table: ResourceTable::new(),
-            wasi: self.wasi.instance_state(),
+            wasi: self.wasi.instance_state(telemetry),
             http: WasiHttpCtx::new(),
-            outbound_http: self.outbound_http.instance_state(),
-            sqlite: self.sqlite.instance_state(),
+            outbound_http: self.outbound_http.instance_state(telemetry),
+            sqlite: self.sqlite.instance_state(telemetry),
             variables: self.variables.instance_state(),
             limits: self.limits.instance_state(),
         }

@@ -9,6 +9,7 @@ use wasmtime_wasi_http::{RequestOptions, WasiBody, WasiHttpHooks};
 
 use super::InstanceState;
 use crate::manifest::ComponentDecl;
+use crate::telemetry::InstanceTelemetry;
 use crate::variables::AppVariables;
 
 pub fn link(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
@@ -53,7 +54,9 @@ impl AllowedHost {
             .split_once("://")
             .ok_or_else(|| format!("`{entry}` must look like scheme://host[:port]"))?;
         if rest.contains('/') || rest.contains('?') || rest.contains('#') {
-            return Err(format!("`{entry}`: paths are not allowed, only scheme://host[:port]"));
+            return Err(format!(
+                "`{entry}`: paths are not allowed, only scheme://host[:port]"
+            ));
         }
         if rest.contains('@') {
             return Err(format!("`{entry}`: credentials are not allowed"));
@@ -65,8 +68,8 @@ impl AllowedHost {
             }
             s => return Err(format!("`{entry}`: bad scheme `{s}`")),
         };
-        let (host, port) = split_host_port(rest)
-            .ok_or_else(|| format!("`{entry}`: bad host or port"))?;
+        let (host, port) =
+            split_host_port(rest).ok_or_else(|| format!("`{entry}`: bad host or port"))?;
         let host = match host.as_str() {
             "" => return Err(format!("`{entry}`: missing host")),
             "*" => HostPattern::Any,
@@ -75,7 +78,9 @@ impl AllowedHost {
                     HostPattern::Subdomains(domain.to_ascii_lowercase())
                 }
                 _ if h.contains('*') => {
-                    return Err(format!("`{entry}`: `*` may only be the whole host or its first label"));
+                    return Err(format!(
+                        "`{entry}`: `*` may only be the whole host or its first label"
+                    ));
                 }
                 _ => HostPattern::Exact(h.to_ascii_lowercase()),
             },
@@ -90,7 +95,9 @@ impl AllowedHost {
                     None => return Err(format!("`{entry}`: give a port for scheme `{s}`")),
                 },
                 Pattern::Any => {
-                    return Err(format!("`{entry}`: a wildcard scheme needs an explicit port"));
+                    return Err(format!(
+                        "`{entry}`: a wildcard scheme needs an explicit port"
+                    ));
                 }
             },
         };
@@ -188,19 +195,19 @@ impl OutboundHttpConfig {
         for entry in &decl.allowed_outbound_hosts {
             rendered.push(variables.render(entry)?);
         }
-        let allowed = AllowedHosts::parse(&rendered).map_err(|e| {
-            anyhow::anyhow!("component `{}`: allowed_outbound_hosts: {e}", decl.id)
-        })?;
+        let allowed = AllowedHosts::parse(&rendered)
+            .map_err(|e| anyhow::anyhow!("component `{}`: allowed_outbound_hosts: {e}", decl.id))?;
         Ok(OutboundHttpConfig {
             component: component.clone(),
             allowed: Arc::new(allowed),
         })
     }
 
-    pub fn instance_state(&self) -> OutboundHttp {
+    pub fn instance_state(&self, telemetry: &InstanceTelemetry) -> OutboundHttp {
         OutboundHttp {
             component: self.component.clone(),
             allowed: self.allowed.clone(),
+            telemetry: telemetry.clone(),
         }
     }
 }
@@ -209,6 +216,8 @@ impl OutboundHttpConfig {
 pub struct OutboundHttp {
     component: Arc<str>,
     allowed: Arc<AllowedHosts>,
+    /// Spin's `spin_outbound_http.send_request` client span.
+    telemetry: InstanceTelemetry,
 }
 
 type SendFuture = Box<
@@ -223,22 +232,36 @@ type SendFuture = Box<
 impl WasiHttpHooks for OutboundHttp {
     fn send_request(
         &mut self,
-        request: http::Request<WasiBody>,
+        mut request: http::Request<WasiBody>,
         options: Option<RequestOptions>,
         fut: Box<dyn Future<Output = wasmtime_wasi_http::Result<()>> + Send>,
     ) -> SendFuture {
         drop(fut);
+        // The span starts before the allow-list check, as Spin's does, and its
+        // `traceparent` goes out with the request.
+        let span = self.telemetry.outbound(&mut request);
         if !self.allowed.allows_uri(request.uri()) {
             tracing::warn!(
                 component_id = %self.component,
                 destination = %redacted_origin(request.uri()),
                 "outbound request denied: destination is not in allowed_outbound_hosts"
             );
+            span.finish(None, Some("HttpRequestDenied"));
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
         Box::new(async move {
             use http_body_util::BodyExt;
-            let (response, io) = wasmtime_wasi_http::default_send_request(request, options).await?;
+            let (response, io) =
+                match wasmtime_wasi_http::default_send_request(request, options).await {
+                    Ok(sent) => {
+                        span.finish(Some(sent.0.status().as_u16()), None);
+                        sent
+                    }
+                    Err(e) => {
+                        span.finish(None, Some(&format!("{e:?}")));
+                        return Err(e);
+                    }
+                };
             Ok((
                 response.map(BodyExt::boxed_unsync),
                 Box::new(io) as Box<dyn Future<Output = _> + Send>,
@@ -271,18 +294,39 @@ mod tests {
 
     #[test]
     fn exact_host_and_default_port() {
-        assert!(allows(&["https://db.example.com"], "https://db.example.com/v2/x"));
-        assert!(allows(&["https://db.example.com"], "https://db.example.com:443/"));
-        assert!(!allows(&["https://db.example.com"], "http://db.example.com/"));
-        assert!(!allows(&["https://db.example.com"], "https://db.example.com:8443/"));
+        assert!(allows(
+            &["https://db.example.com"],
+            "https://db.example.com/v2/x"
+        ));
+        assert!(allows(
+            &["https://db.example.com"],
+            "https://db.example.com:443/"
+        ));
+        assert!(!allows(
+            &["https://db.example.com"],
+            "http://db.example.com/"
+        ));
+        assert!(!allows(
+            &["https://db.example.com"],
+            "https://db.example.com:8443/"
+        ));
         assert!(!allows(&["https://db.example.com"], "https://evil.com/"));
     }
 
     #[test]
     fn wildcards() {
-        assert!(allows(&["https://*.sqlite.cloud"], "https://abc.eu1.sqlite.cloud/"));
-        assert!(!allows(&["https://*.sqlite.cloud"], "https://sqlite.cloud/"));
-        assert!(!allows(&["https://*.sqlite.cloud"], "https://evilsqlite.cloud/"));
+        assert!(allows(
+            &["https://*.sqlite.cloud"],
+            "https://abc.eu1.sqlite.cloud/"
+        ));
+        assert!(!allows(
+            &["https://*.sqlite.cloud"],
+            "https://sqlite.cloud/"
+        ));
+        assert!(!allows(
+            &["https://*.sqlite.cloud"],
+            "https://evilsqlite.cloud/"
+        ));
         assert!(allows(&["http://127.0.0.1:*"], "http://127.0.0.1:9999/"));
         assert!(allows(&["*://*:*"], "http://anything:1/"));
         assert!(allows(&["insecure:allow-all"], "https://x/"));

@@ -12,6 +12,7 @@ use wasmtime::component::{HasSelf, Linker, Resource};
 
 use super::InstanceState;
 use crate::manifest::{ComponentDecl, Manifest};
+use crate::telemetry::{InstanceTelemetry, SQLITE_OPEN};
 
 mod bindings {
     wasmtime::component::bindgen!({
@@ -158,10 +159,11 @@ impl SqliteConfig {
         })
     }
 
-    pub fn instance_state(&self) -> SqliteState {
+    pub fn instance_state(&self, telemetry: &InstanceTelemetry) -> SqliteState {
         SqliteState {
             allowed: self.allowed.clone(),
             table: wasmtime::component::ResourceTable::new(),
+            telemetry: telemetry.clone(),
         }
     }
 }
@@ -170,10 +172,15 @@ impl SqliteConfig {
 pub struct SqliteState {
     allowed: Arc<HashMap<String, Arc<Pool>>>,
     table: wasmtime::component::ResourceTable,
+    /// Spin's `spin_sqlite.open` / `spin_sqlite.execute` client spans.
+    telemetry: InstanceTelemetry,
 }
 
 impl SqliteState {
-    fn connection(&mut self, handle: &Resource<Connection>) -> Result<&rusqlite::Connection, Error> {
+    fn connection(
+        &mut self,
+        handle: &Resource<Connection>,
+    ) -> Result<&rusqlite::Connection, Error> {
         self.table
             .get(handle)
             .ok()
@@ -186,14 +193,14 @@ impl wit::Host for SqliteState {}
 
 impl wit::HostConnection for SqliteState {
     fn open(&mut self, database: String) -> wasmtime::Result<Result<Resource<Connection>, Error>> {
-        let Some(pool) = self.allowed.get(&database) else {
-            return Ok(Err(Error::AccessDenied));
-        };
-        let conn = match pool.acquire() {
-            Ok(conn) => conn,
-            Err(e) => return Ok(Err(Error::Io(e.to_string()))),
-        };
-        Ok(Ok(self.table.push(conn)?))
+        let opened = self.telemetry.sqlite(SQLITE_OPEN, || {
+            let pool = self.allowed.get(&database).ok_or(Error::AccessDenied)?;
+            pool.acquire().map_err(|e| Error::Io(e.to_string()))
+        });
+        match opened {
+            Ok(conn) => Ok(Ok(self.table.push(conn)?)),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     fn execute(
@@ -202,12 +209,13 @@ impl wit::HostConnection for SqliteState {
         statement: String,
         parameters: Vec<Value>,
     ) -> wasmtime::Result<Result<QueryResult, Error>> {
-        let conn = match self.connection(&handle) {
-            Ok(conn) => conn,
-            Err(e) => return Ok(Err(e)),
-        };
-        // A write may wait on another writer's lock: let tokio move other work off this thread.
-        Ok(tokio::task::block_in_place(|| execute(conn, &statement, &parameters)))
+        // Spin names the span after the statement.
+        let telemetry = self.telemetry.clone();
+        Ok(telemetry.sqlite(&statement, || {
+            let conn = self.connection(&handle)?;
+            // A write may wait on another writer's lock: let tokio move other work off this thread.
+            tokio::task::block_in_place(|| execute(conn, &statement, &parameters))
+        }))
     }
 
     fn last_insert_rowid(&mut self, handle: Resource<Connection>) -> wasmtime::Result<i64> {
@@ -241,13 +249,9 @@ impl rusqlite::ToSql for Param<'_> {
     }
 }
 
-fn execute(
-    conn: &rusqlite::Connection,
-    sql: &str,
-    params: &[Value],
-) -> Result<QueryResult, Error> {
+fn execute(conn: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<QueryResult, Error> {
     let mut stmt = conn.prepare_cached(sql).map_err(to_error)?;
-    let columns: Vec<String> = stmt.column_names().into_iter().map(String::from).collect();
+    let columns: Vec<String> = stmt.column_names().map(String::from).collect();
     let width = columns.len();
     let mut rows = stmt
         .query(rusqlite::params_from_iter(params.iter().map(Param)))

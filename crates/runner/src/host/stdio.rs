@@ -1,4 +1,5 @@
-//! Guest stdout and stderr, turned into one log line per line written.
+//! Guest stdout and stderr, turned into one log line per line written (and,
+//! with telemetry on, into an OTLP log record and the audit-event counter).
 
 use std::io;
 use std::pin::Pin;
@@ -9,6 +10,8 @@ use bytes::Bytes;
 use tokio::io::AsyncWrite;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::{OutputStream, Pollable, StreamError};
+
+use crate::telemetry::InstanceTelemetry;
 
 /// Longest line kept whole; longer output is split so a guest cannot make the
 /// host buffer without bound.
@@ -53,9 +56,11 @@ impl GuestLog {
         })
     }
 
-    fn emit(&self, component: &str, stream: Stream, line: &[u8]) {
+    fn emit(&self, component: &str, stream: Stream, line: &[u8], telemetry: &InstanceTelemetry) {
         let line = String::from_utf8_lossy(line);
-        (self.0)(component, stream, line.trim_end_matches('\r'));
+        let line = line.trim_end_matches('\r');
+        (self.0)(component, stream, line);
+        telemetry.guest_line(stream, line);
     }
 }
 
@@ -75,16 +80,28 @@ struct LineBuffer {
     component: Arc<str>,
     stream: Stream,
     log: GuestLog,
+    telemetry: InstanceTelemetry,
     pending: Mutex<Vec<u8>>,
 }
 
 impl LineWriter {
     pub fn new(component: Arc<str>, stream: Stream, log: GuestLog) -> LineWriter {
+        Self::with_telemetry(component, stream, log, InstanceTelemetry::default())
+    }
+
+    /// A writer whose lines also reach the request's telemetry.
+    pub fn with_telemetry(
+        component: Arc<str>,
+        stream: Stream,
+        log: GuestLog,
+        telemetry: InstanceTelemetry,
+    ) -> LineWriter {
         LineWriter {
             inner: Arc::new(LineBuffer {
                 component,
                 stream,
                 log,
+                telemetry,
                 pending: Mutex::new(Vec::new()),
             }),
         }
@@ -97,13 +114,21 @@ impl LineWriter {
         };
         pending.extend_from_slice(bytes);
         while let Some(end) = pending.iter().position(|b| *b == b'\n') {
-            inner.log.emit(&inner.component, inner.stream, &pending[..end]);
+            inner.log.emit(
+                &inner.component,
+                inner.stream,
+                &pending[..end],
+                &inner.telemetry,
+            );
             pending.drain(..=end);
         }
         while pending.len() > MAX_LINE {
-            inner
-                .log
-                .emit(&inner.component, inner.stream, &pending[..MAX_LINE]);
+            inner.log.emit(
+                &inner.component,
+                inner.stream,
+                &pending[..MAX_LINE],
+                &inner.telemetry,
+            );
             pending.drain(..MAX_LINE);
         }
     }
@@ -115,7 +140,8 @@ impl Drop for LineBuffer {
         if let Ok(pending) = self.pending.get_mut()
             && !pending.is_empty()
         {
-            self.log.emit(&self.component, self.stream, pending);
+            self.log
+                .emit(&self.component, self.stream, pending, &self.telemetry);
         }
     }
 }
@@ -158,7 +184,11 @@ impl Pollable for LineWriter {
 }
 
 impl AsyncWrite for LineWriter {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         self.write_bytes(buf);
         Poll::Ready(Ok(buf.len()))
     }

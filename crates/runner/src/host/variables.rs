@@ -31,7 +31,10 @@ pub struct VariablesConfig {
 }
 
 impl VariablesConfig {
-    pub fn configure(variables: &AppVariables, decl: &ComponentDecl) -> anyhow::Result<VariablesConfig> {
+    pub fn configure(
+        variables: &AppVariables,
+        decl: &ComponentDecl,
+    ) -> anyhow::Result<VariablesConfig> {
         Ok(VariablesConfig {
             values: Arc::new(variables.render_all(&decl.variables)?),
         })

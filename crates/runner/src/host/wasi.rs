@@ -9,6 +9,7 @@ use wasmtime_wasi::WasiCtx;
 use super::InstanceState;
 use super::stdio::{GuestLog, LineWriter, Stream};
 use crate::manifest::ComponentDecl;
+use crate::telemetry::InstanceTelemetry;
 
 pub fn link(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
@@ -35,18 +36,20 @@ impl WasiConfig {
         }
     }
 
-    pub fn instance_state(&self) -> WasiCtx {
+    pub fn instance_state(&self, telemetry: &InstanceTelemetry) -> WasiCtx {
         let mut builder = WasiCtx::builder();
         builder
-            .stdout(LineWriter::new(
+            .stdout(LineWriter::with_telemetry(
                 self.component.clone(),
                 Stream::Stdout,
                 self.log.clone(),
+                telemetry.clone(),
             ))
-            .stderr(LineWriter::new(
+            .stderr(LineWriter::with_telemetry(
                 self.component.clone(),
                 Stream::Stderr,
                 self.log.clone(),
+                telemetry.clone(),
             ))
             .envs(&self.environment)
             .allow_ip_name_lookup(false)

@@ -13,7 +13,7 @@ use std::time::Duration;
 use latch_runner::engine::EngineOptions;
 use latch_runner::manifest::Manifest;
 use latch_runner::variables::AppVariables;
-use latch_runner::{App, GuestLog, LoadOptions, ServeOptions};
+use latch_runner::{App, GuestLog, LoadOptions, ServeOptions, TelemetryConfig};
 
 pub struct Fixtures {
     pub probe: PathBuf,
@@ -31,8 +31,16 @@ pub fn fixtures() -> &'static Fixtures {
             .current_dir(&root)
             .env("CARGO_TARGET_DIR", &target)
             .args([
-                "build", "--quiet", "--target", "wasm32-wasip2", "--profile", "wasm",
-                "-p", "fixture-probe", "-p", "fixture-other",
+                "build",
+                "--quiet",
+                "--target",
+                "wasm32-wasip2",
+                "--profile",
+                "wasm",
+                "-p",
+                "fixture-probe",
+                "-p",
+                "fixture-other",
             ])
             .status()
             .expect("running cargo to build the fixtures");
@@ -51,6 +59,8 @@ pub struct TestApp {
     pub dir: tempfile::TempDir,
     pub app: Arc<App>,
     pub guest_lines: Arc<Mutex<Vec<String>>>,
+    /// `GET /metrics`, when `Options::metrics` asked for it.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
     _watcher: Option<latch_runner::swap::SwapWatcher>,
@@ -64,6 +74,10 @@ pub struct Options {
     pub data_dir: Option<PathBuf>,
     /// Compiled-component cache; shared by default (entries are keyed by hash).
     pub cache_dir: Option<PathBuf>,
+    /// Telemetry (none by default); flushed when the server stops.
+    pub telemetry: TelemetryConfig,
+    /// Serve `GET /metrics` on a random loopback port too.
+    pub metrics: bool,
 }
 
 impl Default for Options {
@@ -82,12 +96,19 @@ impl Default for Options {
             watch: false,
             data_dir: None,
             cache_dir: None,
+            telemetry: TelemetryConfig::default(),
+            metrics: false,
         }
     }
 }
 
 /// Loads a manifest the way `latch up` does, but with variables from `env`.
-pub fn load(dir: &Path, manifest_text: &str, options: &Options, log: GuestLog) -> anyhow::Result<App> {
+pub fn load(
+    dir: &Path,
+    manifest_text: &str,
+    options: &Options,
+    log: GuestLog,
+) -> anyhow::Result<App> {
     let path = dir.join("spin.toml");
     std::fs::write(&path, manifest_text)?;
     let manifest = Manifest::load(&path)?;
@@ -96,15 +117,16 @@ pub fn load(dir: &Path, manifest_text: &str, options: &Options, log: GuestLog) -
         manifest,
         &variables,
         &LoadOptions {
-            data_dir: options.data_dir.clone().unwrap_or_else(|| dir.join(".latch")),
+            data_dir: options
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| dir.join(".latch")),
             engine: options.engine.clone(),
             guest_log: log,
-            cache_dir: Some(
-                options
-                    .cache_dir
-                    .clone()
-                    .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/cache")),
-            ),
+            cache_dir: Some(options.cache_dir.clone().unwrap_or_else(|| {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/cache")
+            })),
+            telemetry: options.telemetry.clone(),
         },
     )
 }
@@ -123,14 +145,19 @@ impl TestApp {
         let guest_lines = Arc::new(Mutex::new(Vec::new()));
         let lines = guest_lines.clone();
         let log = GuestLog::new(move |component, stream, line| {
-            lines.lock().unwrap().push(format!("{component} {} {line}", stream.as_str()));
+            lines
+                .lock()
+                .unwrap()
+                .push(format!("{component} {} {line}", stream.as_str()));
         });
-        let app = Arc::new(load(dir.path(), manifest_text, &options, log).expect("loading the app"));
+        let app =
+            Arc::new(load(dir.path(), manifest_text, &options, log).expect("loading the app"));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let serve_app = app.clone();
         let serve = options.serve.clone();
         let watch = options.watch;
+        let metrics = options.metrics;
         let thread = std::thread::spawn(move || {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
@@ -140,20 +167,42 @@ impl TestApp {
             runtime.block_on(async move {
                 let watcher = watch.then(|| latch_runner::swap::watch(serve_app.clone()).unwrap());
                 let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                ready_tx.send((listener.local_addr().unwrap(), watcher)).unwrap();
+                let metrics_addr = if metrics {
+                    let metrics_listener =
+                        tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                    let addr = metrics_listener.local_addr().unwrap();
+                    let telemetry = serve_app.telemetry.clone();
+                    tokio::spawn(latch_runner::serve_metrics(
+                        telemetry,
+                        metrics_listener,
+                        std::future::pending(),
+                    ));
+                    Some(addr)
+                } else {
+                    None
+                };
+                ready_tx
+                    .send((listener.local_addr().unwrap(), metrics_addr, watcher))
+                    .unwrap();
+                let telemetry = serve_app.telemetry.clone();
                 latch_runner::serve(serve_app, listener, serve, async {
                     let _ = shutdown_rx.await;
                 })
                 .await
                 .unwrap();
+                // As `latch up` does: export what is buffered before exiting.
+                tokio::task::spawn_blocking(move || telemetry.shutdown())
+                    .await
+                    .unwrap();
             });
         });
-        let (addr, watcher) = ready_rx.recv().unwrap();
+        let (addr, metrics_addr, watcher) = ready_rx.recv().unwrap();
         TestApp {
             addr,
             dir,
             app,
             guest_lines,
+            metrics_addr,
             shutdown: Some(shutdown_tx),
             thread: Some(thread),
             _watcher: watcher,
@@ -227,7 +276,11 @@ fn read(response: ureq::http::Response<ureq::Body>) -> Reply {
         .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
         .collect();
     let body = response.into_body().read_to_string().unwrap_or_default();
-    Reply { status, headers, body }
+    Reply {
+        status,
+        headers,
+        body,
+    }
 }
 
 pub fn get(url: &str) -> Reply {
@@ -245,12 +298,16 @@ pub fn probe_manifest(routes: &[(&str, &str)], extra: &str) -> String {
     text.push_str(extra);
     let mut seen = std::collections::BTreeSet::new();
     for (route, component) in routes {
-        text.push_str(&format!("\n[[trigger.http]]\nroute = \"{route}\"\ncomponent = \"{component}\"\n"));
+        text.push_str(&format!(
+            "\n[[trigger.http]]\nroute = \"{route}\"\ncomponent = \"{component}\"\n"
+        ));
         seen.insert(*component);
     }
     for component in seen {
         if !extra.contains(&format!("[component.{component}]")) {
-            text.push_str(&format!("\n[component.{component}]\nsource = \"{probe}\"\n"));
+            text.push_str(&format!(
+                "\n[component.{component}]\nsource = \"{probe}\"\n"
+            ));
         }
     }
     text

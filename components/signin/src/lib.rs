@@ -1,0 +1,183 @@
+//! `POST /auth/signin`: checks email and password, opens a session.
+//!
+//! Body `{email, password}`. 200 `{message, user: {id, email, fullName}}`
+//! with the `token` and `refreshToken` cookies; 401 for a wrong password, an
+//! unknown email or an inactive account alike (and in the same time); 429
+//! with `Retry-After` while the account or the client address is locked out.
+//! Two database round trips.
+
+use latch_domain::{
+    AccessClaims, AuditEvent, AuditKind, Email, Outcome, RefreshToken, Role, ThrottleKey,
+    ThrottlePolicy, issue_access_token, verify_password_or_dummy,
+};
+use latch_store::{NewSession, Throttles};
+use latch_web::request::{json_body, required};
+use latch_web::{
+    ApiError, Ctx, Method, Request, Response, audit, auth, config, db, response, time,
+};
+use serde::Deserialize;
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+
+/// Longest password accepted for checking (sign-up allows 128 characters).
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+#[derive(Deserialize)]
+struct SigninBody {
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[spin_sdk::http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    latch_web::run(req, out, "/auth/signin", &[Method::POST], signin).await;
+}
+
+async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
+    let body: SigninBody = json_body(&req)?;
+    let email = Email::parse(required(&body.email, "email")?)?;
+    let password = required(&body.password, "password")?;
+    if password.is_empty() || password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::InvalidCredentials);
+    }
+
+    let now = time::now();
+    let store = db::open()?;
+    let policy = config::token_policy()?;
+    let keys = auth::keys(&store, now).await?;
+    let signing = keys.signing().ok_or(ApiError::Unavailable {
+        reason: "no signing key".into(),
+        kind: "signing_key",
+    })?;
+    let client_ip = ctx.client_ip(config::flag("trust_forwarded_for")?);
+    let account_key = ThrottleKey::account(&email);
+    let client_key = client_ip.map(ThrottleKey::client);
+    let throttles = Throttles {
+        account: (&account_key, &ThrottlePolicy::ACCOUNT),
+        client: client_key
+            .as_ref()
+            .map(|key| (key, &ThrottlePolicy::CLIENT)),
+    };
+    let event = |kind, outcome| {
+        let event = AuditEvent::new(kind, outcome).with_email(&email);
+        match client_ip {
+            Some(ip) => event.with_client_ip(ip),
+            None => event,
+        }
+    };
+
+    let attempt = latch_web::new_id()?;
+    let context = store.begin_signin(&email, throttles, &attempt, now).await?;
+    let counters = std::iter::once((context.account, ThrottlePolicy::ACCOUNT))
+        .chain(context.client.map(|c| (c, ThrottlePolicy::CLIENT)));
+
+    // Locked: refused before any password is checked.
+    let locked_for = counters
+        .clone()
+        .filter(|(counter, _)| !counter.counted)
+        .map(|(counter, policy)| {
+            policy
+                .check(&counter.state, now)
+                .err()
+                .map_or(1, |t| t.retry_after_secs)
+        })
+        .max();
+    if let Some(retry_after_secs) = locked_for {
+        let refused = audit::record(
+            ctx,
+            event(AuditKind::Signin, Outcome::Denied).with_reason("locked_out"),
+            now,
+        )?;
+        store
+            .fail_signin(throttles, now, std::slice::from_ref(&refused))
+            .await?;
+        audit::log(ctx, &refused);
+        return Err(ApiError::TooManyRequests { retry_after_secs });
+    }
+
+    // The same argon2 work whether or not the email exists.
+    let known = context.credentials.is_some();
+    let verified = verify_password_or_dummy(
+        password,
+        context
+            .credentials
+            .as_ref()
+            .map(|c| c.password_hash.as_str()),
+    );
+    let credentials = context.credentials.filter(|c| verified && c.user.is_active);
+    let Some(credentials) = credentials else {
+        let reason = match (verified, known) {
+            (_, false) => "unknown_email",
+            (true, true) => "inactive_account",
+            (false, true) => "wrong_password",
+        };
+        let mut records = vec![audit::record(
+            ctx,
+            event(AuditKind::Signin, Outcome::Failure).with_reason(reason),
+            now,
+        )?];
+        // This attempt was the one that earned a lock.
+        if counters
+            .clone()
+            .any(|(counter, _)| counter.state.locked_until > now)
+        {
+            records.push(audit::record(
+                ctx,
+                event(AuditKind::Lockout, Outcome::Denied).with_reason("too_many_failures"),
+                now,
+            )?);
+        }
+        store.fail_signin(throttles, now, &records).await?;
+        for record in &records {
+            audit::log(ctx, record);
+        }
+        return Err(ApiError::InvalidCredentials);
+    };
+
+    let user = credentials.user;
+    let session_id = latch_web::new_id()?;
+    let (refresh, refresh_hash) = RefreshToken::from_random(latch_web::random()?);
+    let roles: Vec<Role> = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
+    let claims = AccessClaims::new(&policy, &user.id, &session_id, &roles, now);
+    let access = issue_access_token(signing, &claims)
+        .map_err(|_| ApiError::Internal("token signing failed"))?;
+    let signed_in = audit::record(
+        ctx,
+        event(AuditKind::Signin, Outcome::Success)
+            .with_user(&user.id)
+            .with_session(&session_id),
+        now,
+    )?;
+    let client_ip_text = client_ip.map(|ip| ip.to_string());
+    let session = NewSession {
+        id: &session_id,
+        user_id: &user.id,
+        refresh_hash: &refresh_hash,
+        now,
+        expires_at: policy.refresh_expires_at(now),
+        client_ip: client_ip_text.as_deref(),
+        user_agent: ctx.user_agent(),
+    };
+    store.finish_signin(&session, throttles, &signed_in).await?;
+    audit::log(ctx, &signed_in);
+
+    let mut body = serde_json::json!({
+        "message": "Signed in successfully",
+        "user": {"id": user.id, "email": user.email, "fullName": user.full_name},
+    });
+    if config::flag("tokens_in_body")? {
+        body["accessToken"] = access.clone().into();
+        body["refreshToken"] = refresh.as_str().into();
+        body["tokenType"] = "Bearer".into();
+        body["expiresIn"] = policy.access_ttl_secs.into();
+    }
+    let mut reply = response::json(200, &body);
+    response::set_token_cookies(
+        &mut reply,
+        ctx,
+        &access,
+        policy.access_ttl_secs,
+        refresh.as_str(),
+        policy.refresh_ttl_secs,
+    );
+    Ok(reply)
+}

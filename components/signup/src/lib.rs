@@ -1,0 +1,81 @@
+//! `POST /auth/signup`: creates an account with the `user` role.
+//!
+//! Body `{email, password, fullName}`. 201 `{message, userId}`; 400 on
+//! invalid fields; 409 when the email is taken (also when two sign-ups race).
+//! One database round trip.
+
+use latch_domain::{AuditEvent, AuditKind, Email, FullName, Outcome, Password, hash_password};
+use latch_store::{NewUser, SignupOutcome};
+use latch_web::request::{json_body, required};
+use latch_web::{
+    ApiError, Ctx, Fields, Method, Request, Response, audit, config, db, response, time,
+};
+use serde::Deserialize;
+use spin_sdk::http::{IncomingRequest, ResponseOutparam};
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SignupBody {
+    email: Option<String>,
+    password: Option<String>,
+    full_name: Option<String>,
+}
+
+#[spin_sdk::http_component]
+async fn handle(req: IncomingRequest, out: ResponseOutparam) {
+    latch_web::run(req, out, "/auth/signup", &[Method::POST], signup).await;
+}
+
+async fn signup(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
+    let body: SignupBody = json_body(&req)?;
+    let mut fields = Fields::default();
+    let email = fields.check(required(&body.email, "email").and_then(Email::parse));
+    let password = fields.check(required(&body.password, "password").and_then(Password::parse));
+    let full_name = fields.check(required(&body.full_name, "fullName").and_then(|name| {
+        FullName::parse(name).map_err(|mut e| {
+            e.field = "fullName";
+            e
+        })
+    }));
+    fields.finish()?;
+    let (Some(email), Some(password), Some(full_name)) = (email, password, full_name) else {
+        return Err(ApiError::Internal("validated fields missing"));
+    };
+
+    let password_hash = hash_password(&password, latch_web::random()?)?;
+    let now = time::now();
+    let store = db::open()?;
+    let user_id = latch_web::new_id()?;
+    let client_ip = ctx.client_ip(config::flag("trust_forwarded_for")?);
+    let event = |outcome| {
+        let event = AuditEvent::new(AuditKind::Signup, outcome).with_email(&email);
+        match client_ip {
+            Some(ip) => event.with_client_ip(ip),
+            None => event,
+        }
+    };
+    let created = audit::record(ctx, event(Outcome::Success).with_user(&user_id), now)?;
+    let taken = audit::record(ctx, event(Outcome::Failure).with_reason("email_taken"), now)?;
+    let user = NewUser {
+        id: &user_id,
+        email: &email,
+        password_hash: &password_hash,
+        full_name: full_name.as_str(),
+        now,
+    };
+    match store.create_user(&user, &created, &taken).await? {
+        SignupOutcome::Created => {
+            audit::log(ctx, &created);
+            Ok(response::json(
+                201,
+                &serde_json::json!({"message": "User created successfully", "userId": user_id}),
+            ))
+        }
+        SignupOutcome::EmailTaken => {
+            audit::log(ctx, &taken);
+            Err(ApiError::Conflict(
+                "an account with this email already exists",
+            ))
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Signing keys and access-token checks.
+
+use latch_domain::{AccessClaims, Environment, KeySet, SigningKey, TokenError};
+use latch_store::{Store, StoredKey};
+
+use crate::db::Backend;
+use crate::request::Ctx;
+use crate::response::ACCESS_COOKIE;
+use crate::{ApiError, config};
+
+fn key_error(reason: String) -> ApiError {
+    ApiError::Unavailable {
+        reason,
+        kind: "signing_key",
+    }
+}
+
+/// The keys tokens are signed and verified with: from the `signing_key` and
+/// `verification_keys` variables; in development only, when no key is set,
+/// a key generated on first use and kept in the database.
+pub async fn keys(store: &Store<Backend>, now: i64) -> Result<KeySet, ApiError> {
+    let signing = config::var("signing_key")?;
+    let verification = config::var("verification_keys")?;
+    if !signing.trim().is_empty() {
+        return KeySet::from_variables(&signing, &verification)
+            .map_err(|e| key_error(format!("variables `signing_key`/`verification_keys`: {e}")));
+    }
+    if config::environment()? != Environment::Development {
+        return Err(key_error(
+            "no signing key is configured (variable `signing_key`)".into(),
+        ));
+    }
+    let stored = match store.development_key().await? {
+        Some(stored) => stored,
+        None => {
+            let kid = format!("dev-{}", crate::new_id()?);
+            let candidate = SigningKey::from_seed(&kid, crate::random()?)
+                .map_err(|e| key_error(e.to_string()))?;
+            let candidate = StoredKey {
+                kid,
+                private_key: candidate.to_variable_string(),
+            };
+            let stored = store.store_development_key(&candidate, now).await?;
+            if stored == candidate {
+                // Announced once, by the instance that created it.
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "level": "warn",
+                        "event": "development_signing_key_generated",
+                        "kid": stored.kid,
+                        "detail": "environment=development and no signing_key: generated one and stored it in the database; set signing_key in production",
+                    })
+                );
+            }
+            stored
+        }
+    };
+    let signing = SigningKey::parse(&stored.private_key).map_err(|e| key_error(e.to_string()))?;
+    KeySet::new(
+        Some(signing),
+        latch_domain::parse_verification_keys(&verification)
+            .map_err(|e| key_error(e.to_string()))?,
+    )
+    .map_err(|e| key_error(e.to_string()))
+}
+
+/// The access token of the request: the `token` cookie, else an
+/// `Authorization: Bearer` header.
+pub fn presented_token(ctx: &Ctx) -> Result<&str, ApiError> {
+    if let Some(token) = ctx.cookie(ACCESS_COOKIE).filter(|t| !t.is_empty()) {
+        return Ok(token);
+    }
+    match ctx.authorization() {
+        Some(header) => latch_domain::bearer_token(header).map_err(|_| unauthorized()),
+        None => Err(ApiError::Unauthorized {
+            detail: "authentication required",
+            clear_cookies: false,
+        }),
+    }
+}
+
+fn unauthorized() -> ApiError {
+    ApiError::Unauthorized {
+        detail: "invalid or expired access token",
+        clear_cookies: false,
+    }
+}
+
+/// Verifies the presented access token (signature, type, issuer, audience,
+/// expiry). The caller still checks that its session is active, in the query
+/// it makes anyway.
+pub async fn verify(
+    ctx: &Ctx,
+    store: &Store<Backend>,
+    now: i64,
+) -> Result<(AccessClaims, KeySet), ApiError> {
+    let token = presented_token(ctx)?;
+    let policy = config::token_policy()?;
+    let keys = keys(store, now).await?;
+    let claims =
+        latch_domain::verify_access_token(token, &keys, &policy, now).map_err(|e| match e {
+            TokenError::Expired => ApiError::Unauthorized {
+                detail: "access token expired",
+                clear_cookies: false,
+            },
+            _ => unauthorized(),
+        })?;
+    Ok((claims, keys))
+}
+
+/// The answer when a verified token's session is no longer active.
+pub fn session_ended() -> ApiError {
+    ApiError::Unauthorized {
+        detail: "the session has ended",
+        clear_cookies: true,
+    }
+}

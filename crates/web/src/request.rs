@@ -1,0 +1,198 @@
+//! Reading a request: its context (ids, client address, cookies) and its
+//! JSON body, with the limits and errors the API promises.
+
+use std::net::IpAddr;
+
+use crate::{ApiError, Request};
+use serde::de::DeserializeOwned;
+
+/// Largest JSON body any route accepts.
+pub const MAX_JSON_BODY: usize = 16 * 1024;
+
+/// What every route knows about the request it serves.
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    /// The route as in the manifest (`/auth/signin`), for logs.
+    pub route: &'static str,
+    /// The request path, for the problem's `instance`.
+    pub path: String,
+    /// The caller's `X-Request-Id` when it is sane, else a new one.
+    pub request_id: String,
+    /// The W3C trace id of the request, when it carries `traceparent`.
+    pub trace_id: Option<String>,
+    spin_client_addr: Option<String>,
+    forwarded_for: Option<String>,
+    user_agent: Option<String>,
+    cookies: Option<String>,
+    authorization: Option<String>,
+    /// Whether cookies carry `Secure` (all but plain-HTTP development).
+    pub secure_cookies: bool,
+}
+
+fn header(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+impl Ctx {
+    pub fn new(req: &Request, route: &'static str) -> Ctx {
+        let request_id = header(req, "x-request-id")
+            .filter(|id| {
+                !id.is_empty()
+                    && id.len() <= 64
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            })
+            .or_else(|| crate::new_id().ok())
+            .unwrap_or_else(|| "unknown".to_string());
+        Ctx {
+            route,
+            path: req.uri().path().to_string(),
+            request_id,
+            trace_id: header(req, "traceparent").and_then(|t| trace_id(&t)),
+            spin_client_addr: header(req, "spin-client-addr"),
+            forwarded_for: header(req, "x-forwarded-for"),
+            user_agent: header(req, "user-agent").map(|ua| ua.chars().take(256).collect()),
+            cookies: header(req, "cookie"),
+            authorization: header(req, "authorization"),
+            secure_cookies: spin_sdk::variables::get("cookie_secure")
+                .ok()
+                .and_then(|v| latch_domain::config::parse_bool("cookie_secure", &v).ok())
+                .unwrap_or(true),
+        }
+    }
+
+    /// The context of a request that could not even be read.
+    pub fn unreadable(route: &'static str) -> Ctx {
+        Ctx {
+            route,
+            path: route.to_string(),
+            request_id: crate::new_id().unwrap_or_else(|_| "unknown".to_string()),
+            trace_id: None,
+            spin_client_addr: None,
+            forwarded_for: None,
+            user_agent: None,
+            cookies: None,
+            authorization: None,
+            secure_cookies: true,
+        }
+    }
+
+    /// The client's address: the socket peer, or the first `X-Forwarded-For`
+    /// hop when a trusted proxy sets it.
+    pub fn client_ip(&self, trust_forwarded_for: bool) -> Option<IpAddr> {
+        latch_domain::client_ip(
+            self.spin_client_addr.as_deref(),
+            self.forwarded_for.as_deref(),
+            trust_forwarded_for,
+        )
+    }
+
+    pub fn user_agent(&self) -> Option<&str> {
+        self.user_agent.as_deref()
+    }
+
+    /// The value of a cookie, if sent.
+    pub fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies.as_deref()?.split(';').find_map(|pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then(|| value.trim_matches('"'))
+        })
+    }
+
+    /// The `Authorization` header, if sent.
+    pub fn authorization(&self) -> Option<&str> {
+        self.authorization.as_deref()
+    }
+
+    /// One JSON log line for a failure the client only sees as 500/503.
+    pub fn log_error(&self, kind: &str, detail: &str) {
+        let line = serde_json::json!({
+            "level": "error",
+            "event": kind,
+            "route": self.route,
+            "request_id": self.request_id,
+            "trace_id": self.trace_id,
+            "detail": detail,
+        });
+        eprintln!("{line}");
+    }
+}
+
+/// The trace id of a `traceparent` header (`00-<32 hex>-<16 hex>-<2 hex>`).
+fn trace_id(traceparent: &str) -> Option<String> {
+    let mut parts = traceparent.trim().split('-');
+    let (_version, trace) = (parts.next()?, parts.next()?);
+    (trace.len() == 32
+        && trace.bytes().all(|b| b.is_ascii_hexdigit())
+        && trace.bytes().any(|b| b != b'0'))
+    .then(|| trace.to_ascii_lowercase())
+}
+
+/// Parses the JSON body: 415 if it is not JSON, 413 if too large, 400 if
+/// malformed or of the wrong shape.
+pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
+    let content_type = req
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media_type = content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if media_type != "application/json" && !media_type.ends_with("+json") {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body = req.body();
+    if body.len() > MAX_JSON_BODY {
+        return Err(ApiError::PayloadTooLarge(MAX_JSON_BODY));
+    }
+    serde_json::from_slice(body).map_err(|e| {
+        let detail = if e.is_syntax() || e.is_eof() {
+            "the body is not valid JSON".to_string()
+        } else {
+            // serde's message names the field and the expected type, never the value.
+            format!("the body does not have the expected shape: {e}")
+        };
+        ApiError::MalformedBody(detail)
+    })
+}
+
+/// A required string field: 400 naming the field when it is missing.
+pub fn required<'a>(
+    value: &'a Option<String>,
+    field: &'static str,
+) -> Result<&'a str, latch_domain::FieldError> {
+    value.as_deref().ok_or_else(|| {
+        latch_domain::FieldError::new(
+            field,
+            latch_domain::error::codes::REQUIRED,
+            format!("{field} is required"),
+        )
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trace_ids_are_parsed_strictly() {
+        assert_eq!(
+            trace_id("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").as_deref(),
+            Some("4bf92f3577b34da6a3ce929d0e0e4736")
+        );
+        assert_eq!(
+            trace_id("00-00000000000000000000000000000000-00f067aa0ba902b7-01"),
+            None
+        );
+        assert_eq!(trace_id("garbage"), None);
+    }
+}
