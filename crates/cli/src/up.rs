@@ -19,6 +19,9 @@ pub struct UpArgs {
     /// Where databases and compiled components are kept.
     #[arg(long, default_value = ".latch")]
     pub data_dir: PathBuf,
+    /// Where compiled components are cached [default: <data-dir>/cache].
+    #[arg(long)]
+    pub cache_dir: Option<PathBuf>,
     /// Migrations applied to the embedded `default` database before serving [default: migrations/ beside the manifest, if it exists].
     #[arg(long, value_name = "DIR")]
     pub migrations: Option<PathBuf>,
@@ -82,7 +85,11 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
         data_dir: args.data_dir.clone(),
         engine,
         guest_log: GuestLog::tracing(),
-        cache_dir: Some(args.data_dir.join("cache")),
+        cache_dir: Some(
+            args.cache_dir
+                .clone()
+                .unwrap_or_else(|| args.data_dir.join("cache")),
+        ),
         telemetry: latch_runner::TelemetryConfig::from_env(
             |k| std::env::var(k).ok(),
             args.metrics_listen.is_some(),

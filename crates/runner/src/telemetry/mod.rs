@@ -123,14 +123,6 @@ impl Telemetry {
         self.0.registry.as_ref().map(Registry::render)
     }
 
-    /// `service_name` and `service_instance_id` of `target_info`.
-    pub fn prometheus_identity(&self) -> Option<(String, String)> {
-        self.0
-            .registry
-            .as_ref()
-            .map(|r| (r.service_name().to_string(), r.instance_id().to_string()))
-    }
-
     /// Exports what is buffered and stops the exporters (once; later calls do
     /// nothing). Blocking: from async code, call it through `spawn_blocking`.
     pub fn shutdown(&self) {

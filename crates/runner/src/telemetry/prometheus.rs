@@ -295,14 +295,6 @@ impl Registry {
         }
     }
 
-    pub fn service_name(&self) -> &str {
-        &self.service_name
-    }
-
-    pub fn instance_id(&self) -> &str {
-        &self.instance_id
-    }
-
     /// Registers a component's series.
     pub fn component(&self, id: &str) -> Arc<ComponentMetrics> {
         let name = format!("execute_wasm_component {id}");

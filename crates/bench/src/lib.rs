@@ -1,0 +1,2 @@
+//! Baselines the benchmarks compare Latch against (see `scripts/bench.sh`
+//! and `docs/performance.md`): nothing here is part of the service.

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (the README's second command).
+#
+#   bash scripts/test.sh            everything
+#   bash scripts/test.sh --quick    Rust only: format, lints, build, tests (no static checks)
+#
+# Steps: format and lint; build the native binaries and the wasm components;
+# `latch check` on the project's own components; every Rust test (unit tests,
+# the runner's fixture tests, the black-box API and fault tests on both
+# database backends); then the static checks of the deployment manifests,
+# the dashboards and alerts (with a real Prometheus), and the OpenAPI contract.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+quick=0
+case "${1:-}" in
+  --quick) quick=1 ;;
+  -h | --help)
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    exit 0
+    ;;
+  "") ;;
+  *)
+    echo "unknown option: $1 (try --help)" >&2
+    exit 2
+    ;;
+esac
+
+started=$SECONDS
+step() { printf '\n\033[1m==> %s\033[0m (%ss)\n' "$*" "$((SECONDS - started))"; }
+
+components=()
+for dir in components/*/; do
+  components+=(-p "route-$(basename "$dir")")
+done
+
+step "format"
+cargo fmt --all --check
+
+step "lints (clippy, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build: latch, the SQLite Cloud stand-in, and the wasm32-wasip2 components"
+cargo build --locked -p latch -p sqlitecloud-standin
+cargo build --locked --target wasm32-wasip2 --profile wasm "${components[@]}"
+
+step "latch check: manifest and components against the runner and wit/"
+./target/debug/latch check --data-dir target/e2e-cache-check
+
+step "Rust tests (unit, runner fixtures, API end to end on both backends, faults)"
+cargo test --locked
+
+if ((quick)); then
+  step "done (quick)"
+  exit 0
+fi
+
+step "deployment manifests and scripts (kustomize, kubernetes-validate, checkov, shellcheck, yamllint)"
+bash scripts/checks/k8s.sh
+
+step "dashboards and alerts (promtool, PromQL parse)"
+bash scripts/checks/observability.sh
+
+step "dashboards against live data: latch up + a real Prometheus"
+bash scripts/checks/observability-e2e.sh
+
+step "OpenAPI contract against real responses"
+bash scripts/checks/openapi.sh
+
+step "all passed"
