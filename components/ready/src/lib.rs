@@ -74,6 +74,8 @@ async fn ready(ctx: &Ctx, _req: Request) -> Result<Response, ApiError> {
         "status": 503,
         "detail": detail,
         "checks": checks,
+        "instance": ctx.path,
+        "requestId": ctx.request_id,
         "statusCode": 503,
         "error": "Service Unavailable",
         "message": detail,

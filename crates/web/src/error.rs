@@ -201,11 +201,22 @@ impl ApiError {
                     &UNAVAILABLE_RETRY_AFTER.to_string(),
                 );
             }
-            ApiError::Unauthorized {
-                clear_cookies: true,
-                ..
-            } => response::clear_token_cookies(&mut response, ctx),
             _ => {}
+        }
+        if status == 401 {
+            // RFC 9110: a 401 names how to authenticate (RFC 6750 for bearer tokens).
+            let challenge = match &self {
+                ApiError::InvalidCredentials => r#"Bearer realm="latch""#,
+                _ => r#"Bearer realm="latch", error="invalid_token""#,
+            };
+            set_header(&mut response, "www-authenticate", challenge);
+        }
+        if let ApiError::Unauthorized {
+            clear_cookies: true,
+            ..
+        } = &self
+        {
+            response::clear_token_cookies(&mut response, ctx);
         }
         response
     }

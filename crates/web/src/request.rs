@@ -153,14 +153,15 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     if body.len() > MAX_JSON_BODY {
         return Err(ApiError::PayloadTooLarge(MAX_JSON_BODY));
     }
-    serde_json::from_slice(body).map_err(|e| {
-        let detail = if e.is_syntax() || e.is_eof() {
-            "the body is not valid JSON".to_string()
-        } else {
-            // serde's message names the field and the expected type, never the value.
-            format!("the body does not have the expected shape: {e}")
-        };
-        ApiError::MalformedBody(detail)
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|_| ApiError::MalformedBody("the body is not valid JSON".to_string()))?;
+    // serde would also read a struct from an array; the API takes objects only.
+    if !value.is_object() {
+        return Err(ApiError::MalformedBody("the body must be a JSON object".to_string()));
+    }
+    serde_json::from_value(value).map_err(|e| {
+        // serde names the field and the expected type.
+        ApiError::MalformedBody(format!("the body does not have the expected shape: {e}"))
     })
 }
 

@@ -1,0 +1,724 @@
+#!/usr/bin/env python3
+"""Drive a scripted flow through every route of a running Latch and check every real
+response against docs/openapi.yaml (scripts/checks/openapi.sh runs it).
+
+Three instances, started by openapi.sh:
+  --dev   development, cookie_secure=false, tokens in cookies only: every route and every
+          error case a client can cause (validation, duplicates, lock-outs, reuse, 405,
+          413, 415, malformed JSON, runtime 404 ...)
+  --prod  production with a signing key and an older verification key, tokens_in_body=true,
+          Secure cookies: body tokens, refresh through a JSON body, two JWKS keys
+  --nokey production without a signing key: the 503 answers and the not-ready probe
+
+Each response is validated with openapi-core (status documented for the operation,
+content type, required headers, body schema); a method a route does not answer is
+validated against components.responses.MethodNotAllowed. On top of the schema, every
+answer of a route is checked for what JSON Schema cannot say: the problem's old-service
+members equal their RFC 9457 twins, `instance` is the path, `requestId` is the
+X-Request-Id header, the fixed security headers, HSTS and the cookies' `Secure` exactly
+when the deployment's cookies are Secure, each Set-Cookie's attributes, that access
+tokens verify with the published JWKS, and that racing sign-ups or password changes have
+exactly one winner. Exit status 1 on any failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import json
+import re
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import yaml
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from openapi_core import Config, OpenAPI
+from openapi_core.contrib.requests import RequestsOpenAPIRequest, RequestsOpenAPIResponse
+
+METHODS = ("get", "put", "post", "delete", "patch", "options", "head")
+# What every answer of a route carries (crates/web/src/response.rs, `finish`).
+FIXED_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "no-referrer",
+    "content-security-policy": "default-src 'none'; frame-ancestors 'none'",
+    "cross-origin-resource-policy": "same-origin",
+}
+HSTS = "max-age=31536000; includeSubDomains"
+COOKIE_RE = re.compile(
+    r"^(?P<name>token|refreshToken)=(?P<value>[^;]*); Max-Age=(?P<max_age>[0-9]+); Path=/; HttpOnly; "
+    r"SameSite=Strict(?P<secure>; Secure)?(?P<expires>; Expires=Thu, 01 Jan 1970 00:00:00 GMT)?$"
+)
+PASSWORD = "correct horse battery staple 7"
+NEW_PASSWORD = "a brand new passphrase 42"
+
+
+_PRINT = threading.Lock()
+_FAILURES = threading.Lock()
+
+
+def say(line: str) -> None:
+    """One line of progress, whole even when races print from several threads."""
+    with _PRINT:
+        print(line, flush=True)
+
+
+def b64url_decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass
+class Instance:
+    name: str
+    base: str
+    secure_cookies: bool
+    tokens_in_body: bool = False
+
+
+@dataclass
+class Report:
+    checked: int = 0
+    # message -> labels of the requests it happened on (one defect usually shows on many)
+    failures: dict[str, list[str]] = field(default_factory=dict)
+    seen: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def fail(self, label: str, message: str) -> None:
+        with _FAILURES:
+            labels = self.failures.setdefault(message, [])
+            labels.append(label)
+            if len(labels) > 1:
+                return
+        say(f"  FAIL {label}: {message}")
+
+    def summary(self) -> list[str]:
+        lines = []
+        for message, labels in self.failures.items():
+            shown = ", ".join(labels[:4]) + (f" and {len(labels) - 4} more" if len(labels) > 4 else "")
+            lines.append(f"{message}\n      on {len(labels)} response(s): {shown}")
+        return lines
+
+
+class Checker:
+    def __init__(self, spec_path: str, report: Report) -> None:
+        with open(spec_path, encoding="utf-8") as handle:
+            self.spec = yaml.safe_load(handle)
+        self.report = report
+        # The same document plus, on every path, each method the path does not answer,
+        # answering only components.responses.MethodNotAllowed. Documented operations are
+        # untouched, so their statuses are checked exactly as written.
+        derived = copy.deepcopy(self.spec)
+        for template, item in derived["paths"].items():
+            params = [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+                for name in re.findall(r"\{([^}]+)\}", template)
+            ]
+            for method in METHODS:
+                if method not in item and not (method == "head" and "get" in item):
+                    item[method] = {
+                        "parameters": params,
+                        "responses": {"405": {"$ref": "#/components/responses/MethodNotAllowed"}},
+                    }
+        config = Config(extra_media_type_deserializers={"application/problem+json": json.loads})
+        self.api = OpenAPI.from_dict(derived, config=config)
+        self.templates = [
+            (template, re.compile("^" + re.sub(r"\\\{[^/]*?\\\}", "[^/]+", re.escape(template)) + "$"))
+            for template in self.spec["paths"]
+        ]
+
+    def template_of(self, path: str) -> str | None:
+        for template, pattern in self.templates:
+            if pattern.match(path):
+                return template
+        return None
+
+    def documented(self) -> set[tuple[str, str, str]]:
+        pairs = set()
+        for template, item in self.spec["paths"].items():
+            for method, operation in item.items():
+                if method in METHODS:
+                    for status in operation["responses"]:
+                        pairs.add((method.upper(), template, str(status)))
+        return pairs
+
+    # ----------------------------------------------------------------- one request
+
+    def call(
+        self,
+        inst: Instance,
+        label: str,
+        method: str,
+        path: str,
+        expect: int | set[int],
+        *,
+        token: str | None = None,
+        bearer: str | None = None,
+        refresh: str | None = None,
+        body: Any = None,
+        raw: bytes | None = None,
+        content_type: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> requests.Response:
+        label = f"[{inst.name}] {label}"
+        send = dict(headers or {})
+        cookies = []
+        if token is not None:
+            cookies.append(f"token={token}")
+        if refresh is not None:
+            cookies.append(f"refreshToken={refresh}")
+        if cookies:
+            send["Cookie"] = "; ".join(cookies)
+        if bearer is not None:
+            send["Authorization"] = f"Bearer {bearer}"
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            send.setdefault("Content-Type", "application/json")
+        elif raw is not None:
+            data = raw
+        if content_type is not None:
+            send["Content-Type"] = content_type
+        # A new connection and cookie jar per request: cookies are only ever sent explicitly,
+        # and races below can run calls from several threads.
+        response = requests.request(method, inst.base + path, data=data, headers=send, timeout=30)
+        self.report.checked += 1
+        status = response.status_code
+        template = self.template_of(path)
+        if template is not None:
+            self.report.seen.add((method.upper(), template, str(status)))
+        say(f"  {status} {method} {path}  ({label})")
+        if status not in (expect if isinstance(expect, set) else {expect}):
+            self.report.fail(label, f"expected {expect}, got {status}: {response.text[:300]}")
+        if template is None:
+            return response
+        if method.upper() == "HEAD" and "get" in self.spec["paths"][template]:
+            self._check_head(inst, label, path, response, send)
+        else:
+            self._validate(label, response)
+        self._route_invariants(inst, label, path, response)
+        return response
+
+    def _validate(self, label: str, response: requests.Response) -> None:
+        errors = list(
+            self.api.iter_response_errors(RequestsOpenAPIRequest(response.request), RequestsOpenAPIResponse(response))
+        )
+        for error in errors:
+            details = [str(error)]
+            cause = error.__cause__
+            while cause is not None:
+                details.append(str(cause))
+                for sub in getattr(cause, "schema_errors", ()) or ():
+                    details.append(f"{'/'.join(map(str, sub.absolute_path)) or '<body>'}: {sub.message}")
+                cause = cause.__cause__
+            self.report.fail(label, "does not conform to the spec: " + " | ".join(details)[:1200])
+
+    def _check_head(self, inst: Instance, label: str, path: str, head: requests.Response, sent: dict) -> None:
+        """HEAD answers like GET with no body (not a documented operation of its own)."""
+        get = requests.request("GET", inst.base + path, headers=sent, timeout=30)
+        if head.content:
+            self.report.fail(label, "HEAD answered with a body")
+        if head.status_code != get.status_code:
+            self.report.fail(label, f"HEAD {head.status_code} but GET {get.status_code}")
+        for name in ("content-type", "cache-control", *FIXED_HEADERS):
+            if head.headers.get(name) != get.headers.get(name):
+                self.report.fail(label, f"HEAD and GET differ in {name}")
+
+    def _route_invariants(self, inst: Instance, label: str, path: str, response: requests.Response) -> None:
+        headers = response.headers
+        request_id = headers.get("x-request-id")
+        if request_id is None:
+            # Only the runtime's own answers (413 over 1 MiB, 500 trap, 503 busy) lack it.
+            if response.status_code not in (413, 500, 503):
+                self.report.fail(label, "no X-Request-Id: only the runtime's own answers may lack it")
+            return
+        for name, value in FIXED_HEADERS.items():
+            if headers.get(name) != value:
+                self.report.fail(label, f"header {name} is {headers.get(name)!r}, expected {value!r}")
+        hsts = headers.get("strict-transport-security")
+        if inst.secure_cookies and hsts != HSTS:
+            self.report.fail(label, f"Strict-Transport-Security is {hsts!r} with Secure cookies")
+        if not inst.secure_cookies and hsts is not None:
+            self.report.fail(label, "Strict-Transport-Security sent although the deployment sets cookie_secure=false")
+        for cookie in response.raw.headers.getlist("Set-Cookie"):
+            match = COOKIE_RE.match(cookie)
+            if match is None:
+                self.report.fail(label, f"Set-Cookie does not have the documented form: {cookie[:120]}")
+                continue
+            if bool(match["secure"]) != inst.secure_cookies:
+                self.report.fail(
+                    label,
+                    f"cookie {match['name']} {'has' if match['secure'] else 'lacks'} Secure but the deployment's "
+                    f"cookies are {'Secure' if inst.secure_cookies else 'not Secure (cookie_secure=false)'}",
+                )
+            cleared = match["value"] == ""
+            if cleared != (match["max_age"] == "0") or cleared != bool(match["expires"]):
+                self.report.fail(label, f"cookie {match['name']}: a cleared cookie has Max-Age=0 and Expires, no other")
+        if response.status_code >= 400:
+            try:
+                problem = response.json()
+            except ValueError:
+                self.report.fail(label, "the problem body is not JSON")
+                return
+            pairs = [("statusCode", "status"), ("error", "title"), ("message", "detail")]
+            for old, new in pairs:
+                if problem.get(old) != problem.get(new):
+                    self.report.fail(label, f"problem member {old} differs from {new}")
+            if problem.get("status") != response.status_code:
+                self.report.fail(label, "problem status differs from the HTTP status")
+            if "instance" in problem and problem["instance"] != path.split("?")[0]:
+                self.report.fail(label, f"problem instance {problem['instance']!r} is not the path")
+            if "requestId" in problem and problem["requestId"] != request_id:
+                self.report.fail(label, "problem requestId differs from the X-Request-Id header")
+        if response.status_code == 405 and "allow" not in headers:
+            self.report.fail(label, "405 without Allow")
+
+    # ----------------------------------------------------------------- helpers
+
+    def cookies_of(self, label: str, response: requests.Response, *, cleared: bool) -> dict[str, str]:
+        found = {}
+        for cookie in response.raw.headers.getlist("Set-Cookie"):
+            match = COOKIE_RE.match(cookie)
+            if match:
+                found[match["name"]] = (match["value"], match["max_age"])
+        if set(found) != {"token", "refreshToken"}:
+            self.report.fail(label, f"expected both token cookies, got {sorted(found)}")
+            return {}
+        # The instances run with the default lifetimes: 15 minutes and 7 days.
+        lifetimes = {"token": "900", "refreshToken": "604800"}
+        for name, (value, max_age) in found.items():
+            if cleared != (value == ""):
+                self.report.fail(label, f"cookie {name} should be {'cleared' if cleared else 'set'}")
+            elif not cleared and max_age != lifetimes[name]:
+                self.report.fail(label, f"cookie {name} has Max-Age={max_age}, expected {lifetimes[name]}")
+        return {name: value for name, (value, _) in found.items()}
+
+    def check_access_token(self, label: str, token: str, jwks: dict, user_id: str, ttl: int = 900) -> dict:
+        try:
+            head_b64, claims_b64, sig_b64 = token.split(".")
+            header = json.loads(b64url_decode(head_b64))
+            claims = json.loads(b64url_decode(claims_b64))
+        except ValueError as error:
+            self.report.fail(label, f"the access token is not a compact JWS: {error}")
+            return {}
+        if header != {"alg": "EdDSA", "typ": "JWT", "kid": header.get("kid")}:
+            self.report.fail(label, f"unexpected JWT header {header}")
+        keys = {key["kid"]: key for key in jwks.get("keys", [])}
+        key = keys.get(header.get("kid"))
+        if key is None:
+            self.report.fail(label, f"the token's kid {header.get('kid')!r} is not in the JWKS")
+            return claims
+        try:
+            Ed25519PublicKey.from_public_bytes(b64url_decode(key["x"])).verify(
+                b64url_decode(sig_b64), f"{head_b64}.{claims_b64}".encode()
+            )
+        except (InvalidSignature, ValueError):
+            self.report.fail(label, "the access token does not verify with its JWKS key")
+        expected = {"iss", "aud", "sub", "sid", "roles", "iat", "exp", "typ"}
+        if set(claims) != expected:
+            self.report.fail(label, f"access token claims {sorted(claims)}, expected {sorted(expected)}")
+        if claims.get("typ") != "access" or claims.get("sub") != user_id or claims.get("roles") != ["user"]:
+            self.report.fail(label, f"unexpected access token claims {claims}")
+        if claims.get("exp", 0) - claims.get("iat", 0) != ttl:
+            self.report.fail(label, "access token lifetime is not the configured one")
+        return claims
+
+
+# --------------------------------------------------------------------- scenarios
+
+
+def unique_email(tag: str) -> str:
+    return f"{tag}-{uuid.uuid4().hex[:10]}@Example.COM"
+
+
+def signup(c: Checker, inst: Instance, email: str, password: str = PASSWORD, name: str = "Ada Lovelace") -> str:
+    response = c.call(inst, "sign-up", "POST", "/auth/signup", 201,
+                      body={"email": email, "password": password, "fullName": name})
+    return response.json().get("userId", "") if response.status_code == 201 else ""
+
+
+def signin(c: Checker, inst: Instance, email: str, password: str = PASSWORD, label: str = "sign-in") -> dict:
+    response = c.call(inst, label, "POST", "/auth/signin", 200, body={"email": email, "password": password},
+                      headers={"User-Agent": "openapi-flow/1"})
+    if response.status_code != 200:
+        return {}
+    cookies = c.cookies_of(label, response, cleared=False)
+    body = response.json()
+    if inst.tokens_in_body:
+        if body.get("accessToken") != cookies.get("token") or body.get("refreshToken") != cookies.get("refreshToken"):
+            c.report.fail(f"[{inst.name}] {label}", "body tokens differ from the cookies")
+    elif "accessToken" in body:
+        c.report.fail(f"[{inst.name}] {label}", "tokens in the body although tokens_in_body=false")
+    return {"access": cookies.get("token", ""), "refresh": cookies.get("refreshToken", ""), "body": body}
+
+
+def flow_dev(c: Checker, inst: Instance) -> dict[str, str]:
+    """Every route and error case on the development instance; returns tokens of fresh
+    sessions for schemathesis."""
+    big = b'{"email":"' + b"a" * (17 * 1024) + b'"}'
+    huge = b"{" + b" " * (1024 * 1024 + 10) + b"}"
+
+    # operations probes
+    c.call(inst, "health", "GET", "/health", 200)
+    c.call(inst, "health HEAD", "HEAD", "/health", 200)
+    c.call(inst, "health wrong method", "DELETE", "/health", 405)
+    c.call(inst, "ready", "GET", "/ready", 200)
+    c.call(inst, "ready wrong method", "POST", "/ready", 405)
+    jwks = c.call(inst, "jwks", "GET", "/.well-known/jwks.json", 200).json()
+    c.call(inst, "jwks wrong method", "PUT", "/.well-known/jwks.json", 405, body={})
+
+    # X-Request-Id: a sane one is echoed, another is replaced
+    echoed = c.call(inst, "request id echoed", "GET", "/health", 200, headers={"X-Request-Id": "client-req.42_a"})
+    if echoed.headers.get("x-request-id") != "client-req.42_a":
+        c.report.fail("[dev] request id echoed", "a sane X-Request-Id was not echoed")
+    replaced = c.call(inst, "request id replaced", "POST", "/auth/signup", 415,
+                      raw=b"x", content_type="text/plain", headers={"X-Request-Id": "not ok!"})
+    if replaced.headers.get("x-request-id") in (None, "not ok!"):
+        c.report.fail("[dev] request id replaced", "an unacceptable X-Request-Id was echoed or dropped")
+
+    # sign-up
+    email = unique_email("ada")
+    user_id = signup(c, inst, email)
+    c.call(inst, "sign-up duplicate (other case)", "POST", "/auth/signup", 409,
+           body={"email": email.upper(), "password": PASSWORD, "fullName": "Ada Again"})
+    bad = c.call(inst, "sign-up invalid fields", "POST", "/auth/signup", 400,
+                 body={"email": "not-an-email", "password": "short", "fullName": "A"})
+    codes = [(e["field"], e["code"]) for e in bad.json().get("errors", [])]
+    if codes != [("email", "invalid"), ("password", "too_short"), ("fullName", "too_short")]:
+        c.report.fail("[dev] sign-up invalid fields", f"errors[] {codes}")
+    missing = c.call(inst, "sign-up missing fields", "POST", "/auth/signup", 400, body={})
+    if [e["code"] for e in missing.json().get("errors", [])] != ["required"] * 3:
+        c.report.fail("[dev] sign-up missing fields", "expected three `required` errors")
+    for label, payload, expected in [
+        ("sign-up common password", {"password": "password123"}, ("password", "common_password")),
+        ("sign-up password too long", {"password": "x" * 129}, ("password", "too_long")),
+        ("sign-up name too long", {"fullName": "n" * 101}, ("fullName", "too_long")),
+        ("sign-up name control characters", {"fullName": "Ada\u202eL"}, ("fullName", "invalid_characters")),
+        ("sign-up email too long", {"email": "a" * 64 + "@" + "b" * 200 + ".com"}, ("email", "too_long")),
+        ("sign-up email non-ASCII", {"email": "zoë@example.com"}, ("email", "invalid_characters")),
+    ]:
+        sent = {"email": unique_email("v"), "password": PASSWORD, "fullName": "Valid Name", **payload}
+        answer = c.call(inst, label, "POST", "/auth/signup", 400, body=sent)
+        got = [(e["field"], e["code"]) for e in answer.json().get("errors", [])]
+        if got != [expected]:
+            c.report.fail(f"[dev] {label}", f"errors[] {got}, expected {[expected]}")
+    c.call(inst, "sign-up malformed JSON", "POST", "/auth/signup", 400, raw=b'{"email":', content_type="application/json")
+    c.call(inst, "sign-up wrong type", "POST", "/auth/signup", 400, body={"email": 1})
+    c.call(inst, "sign-up JSON null", "POST", "/auth/signup", 400, raw=b"null", content_type="application/json")
+    c.call(inst, "sign-up wrong content type", "POST", "/auth/signup", 415, raw=b"{}", content_type="text/plain")
+    c.call(inst, "sign-up no content type", "POST", "/auth/signup", 415, raw=b"{}")
+    c.call(inst, "sign-up +json content type", "POST", "/auth/signup", 400, raw=b"{}",
+           content_type="application/merge-patch+json; charset=utf-8")
+    c.call(inst, "sign-up body over 16 KiB", "POST", "/auth/signup", 413, raw=big, content_type="application/json")
+    c.call(inst, "sign-up body over 1 MiB (runtime)", "POST", "/auth/signup", 413, raw=huge,
+           content_type="application/json")
+    c.call(inst, "sign-up wrong method", "GET", "/auth/signup", 405)
+
+    # concurrent sign-ups with one email (in two spellings): exactly one account
+    raced = unique_email("race")
+    with ThreadPoolExecutor(6) as pool:
+        statuses = list(pool.map(
+            lambda i: c.call(inst, f"sign-up race {i}", "POST", "/auth/signup", {201, 409},
+                             body={"email": raced if i % 2 else raced.lower(), "password": PASSWORD,
+                                   "fullName": "Race Condition"}).status_code,
+            range(6)))
+    if sorted(statuses) != [201, 409, 409, 409, 409, 409]:
+        c.report.fail("[dev] sign-up race", f"statuses {sorted(statuses)}: expected one 201, the rest 409")
+
+    # sign-in
+    c.call(inst, "sign-in wrong password", "POST", "/auth/signin", 401, body={"email": email, "password": "wrong-password"})
+    c.call(inst, "sign-in unknown email", "POST", "/auth/signin", 401,
+           body={"email": unique_email("nobody"), "password": PASSWORD})
+    c.call(inst, "sign-in empty password", "POST", "/auth/signin", 401, body={"email": email, "password": ""})
+    c.call(inst, "sign-in missing password", "POST", "/auth/signin", 400, body={"email": email})
+    c.call(inst, "sign-in invalid email", "POST", "/auth/signin", 400, body={"email": "nope", "password": PASSWORD})
+    c.call(inst, "sign-in malformed JSON", "POST", "/auth/signin", 400, raw=b"{", content_type="application/json")
+    c.call(inst, "sign-in wrong content type", "POST", "/auth/signin", 415, raw=b"{}", content_type="text/plain")
+    c.call(inst, "sign-in body over 16 KiB", "POST", "/auth/signin", 413, raw=big, content_type="application/json")
+    c.call(inst, "sign-in wrong method", "GET", "/auth/signin", 405)
+    first = signin(c, inst, email.lower(), label="sign-in (email in another case)")
+    claims = c.check_access_token("[dev] sign-in access token", first.get("access", ""), jwks, user_id)
+    user = first.get("body", {}).get("user", {})
+    if user != {"id": user_id, "email": email.lower(), "fullName": "Ada Lovelace"}:
+        c.report.fail("[dev] sign-in", f"user {user}")
+
+    # lock-out: 5 failures lock the account; then even the right password gets 429
+    victim = unique_email("locked")
+    signup(c, inst, victim)
+    for attempt in range(1, 6):
+        c.call(inst, f"lock-out failure {attempt}", "POST", "/auth/signin", 401,
+               body={"email": victim, "password": "wrong-password"})
+    locked = c.call(inst, "lock-out refuses the right password", "POST", "/auth/signin", 429,
+                    body={"email": victim, "password": PASSWORD})
+    retry_after = int(locked.headers.get("retry-after", "0") or 0)
+    if not 1 <= retry_after <= 60:
+        c.report.fail("[dev] lock-out", f"Retry-After {retry_after}, expected 1..60")
+
+    # profile
+    access = first.get("access", "")
+    c.call(inst, "profile (cookie)", "GET", "/user/profile", 200, token=access)
+    c.call(inst, "profile HEAD", "HEAD", "/user/profile", 200, token=access)
+    profile = c.call(inst, "profile (bearer)", "GET", "/user/profile", 200, bearer=access).json().get("user", {})
+    if profile.get("id") != user_id or profile.get("email") != email.lower() or profile.get("isActive") is not True:
+        c.report.fail("[dev] profile", f"unexpected profile {profile}")
+    c.call(inst, "profile without token", "GET", "/user/profile", 401)
+    c.call(inst, "profile garbage token", "GET", "/user/profile", 401, bearer="not.a.token")
+    c.call(inst, "profile Basic scheme", "GET", "/user/profile", 401, headers={"Authorization": "Basic YTpi"})
+    c.call(inst, "profile refresh token as access token", "GET", "/user/profile", 401, bearer=first.get("refresh", ""))
+    forged = access.rsplit(".", 1)[0] + "." + base64.urlsafe_b64encode(b"\0" * 64).rstrip(b"=").decode()
+    c.call(inst, "profile forged signature", "GET", "/user/profile", 401, bearer=forged)
+    updated = c.call(inst, "profile update fullName", "PUT", "/user/profile", 200, bearer=access,
+                     body={"fullName": "  Ada King  "}).json()
+    if updated.get("user", {}).get("fullName") != "Ada King":
+        c.report.fail("[dev] profile update", "fullName not trimmed/stored")
+    c.call(inst, "profile update old `name`", "PUT", "/user/profile", 200, token=access, body={"name": "Ada Byron"})
+    c.call(inst, "profile update missing name", "PUT", "/user/profile", 400, bearer=access, body={})
+    c.call(inst, "profile update too short", "PUT", "/user/profile", 400, bearer=access, body={"fullName": " A "})
+    c.call(inst, "profile update without token", "PUT", "/user/profile", 401, body={"fullName": "Ada"})
+    c.call(inst, "profile update wrong content type", "PUT", "/user/profile", 415, bearer=access,
+           raw=b"name=x", content_type="application/x-www-form-urlencoded")
+    c.call(inst, "profile update malformed JSON", "PUT", "/user/profile", 400, bearer=access,
+           raw=b"[1,", content_type="application/json")
+    c.call(inst, "profile update over 16 KiB", "PUT", "/user/profile", 413, bearer=access, raw=big,
+           content_type="application/json")
+    c.call(inst, "profile wrong method", "POST", "/user/profile", 405, bearer=access)
+
+    # sessions
+    second = signin(c, inst, email, label="sign-in (second session)")
+    listed = c.call(inst, "sessions list", "GET", "/auth/sessions", 200, bearer=access).json().get("sessions", [])
+    current = [s for s in listed if s.get("current")]
+    if len(listed) != 2 or len(current) != 1 or current[0].get("id") != claims.get("sid"):
+        c.report.fail("[dev] sessions list", f"expected 2 sessions, the current one first-session: {listed}")
+    if any(s.get("userAgent") != "openapi-flow/1" or s.get("clientIp") != "127.0.0.1" for s in listed):
+        c.report.fail("[dev] sessions list", "userAgent/clientIp not recorded")
+    c.call(inst, "sessions HEAD", "HEAD", "/auth/sessions", 200, bearer=access)
+    c.call(inst, "sessions without token", "GET", "/auth/sessions", 401)
+    c.call(inst, "sessions wrong method", "POST", "/auth/sessions", 405, bearer=access)
+    other = next((s["id"] for s in listed if not s.get("current")), "AAAAAAAAAAAAAAAAAAAAAA")
+    c.call(inst, "session revoke", "DELETE", f"/auth/sessions/{other}", 204, bearer=access)
+    c.call(inst, "session revoke again", "DELETE", f"/auth/sessions/{other}", 404, bearer=access)
+    c.call(inst, "session revoke malformed id", "DELETE", "/auth/sessions/not-an-id", 404, bearer=access)
+    c.call(inst, "session revoke without token", "DELETE", f"/auth/sessions/{other}", 401)
+    c.call(inst, "session wrong method", "GET", f"/auth/sessions/{other}", 405, bearer=access)
+    ended = c.call(inst, "revoked session's token", "GET", "/user/profile", 401, bearer=second.get("access", ""))
+    c.cookies_of("[dev] revoked session's token", ended, cleared=True)
+    c.call(inst, "revoked session's refresh token", "POST", "/auth/refresh", 401, refresh=second.get("refresh", ""))
+
+    # refresh: rotation, then reuse revokes the session
+    rotated = c.call(inst, "refresh", "POST", "/auth/refresh", 200, refresh=first.get("refresh", ""))
+    new = c.cookies_of("[dev] refresh", rotated, cleared=False)
+    if new.get("refreshToken") == first.get("refresh"):
+        c.report.fail("[dev] refresh", "the refresh token was not rotated")
+    c.check_access_token("[dev] refreshed access token", new.get("token", ""), jwks, user_id)
+    reused = c.call(inst, "refresh reuse", "POST", "/auth/refresh", 401, refresh=first.get("refresh", ""))
+    c.cookies_of("[dev] refresh reuse", reused, cleared=True)
+    c.call(inst, "refresh after reuse (session revoked)", "POST", "/auth/refresh", 401, refresh=new.get("refreshToken", ""))
+    c.call(inst, "profile after reuse (session revoked)", "GET", "/user/profile", 401, bearer=new.get("token", ""))
+    c.call(inst, "refresh without cookie", "POST", "/auth/refresh", 401)
+    c.call(inst, "refresh garbage", "POST", "/auth/refresh", 401, refresh="garbage")
+    c.call(inst, "refresh with the access token", "POST", "/auth/refresh", 401, refresh=new.get("token", "x"))
+    c.call(inst, "refresh body ignored (tokens_in_body=false)", "POST", "/auth/refresh", 401,
+           body={"refreshToken": first.get("refresh", "")})
+    c.call(inst, "refresh wrong method", "GET", "/auth/refresh", 405)
+
+    # password change
+    pw_email = unique_email("pw")
+    pw_user = signup(c, inst, pw_email)
+    keep = signin(c, inst, pw_email, label="sign-in (password change, kept)")
+    other_session = signin(c, inst, pw_email, label="sign-in (password change, other)")
+    bearer = keep.get("access", "")
+    c.call(inst, "password wrong current", "POST", "/auth/password", 403, bearer=bearer,
+           body={"currentPassword": "not-it", "newPassword": NEW_PASSWORD})
+    common = c.call(inst, "password common new", "POST", "/auth/password", 400, bearer=bearer,
+                    body={"currentPassword": PASSWORD, "newPassword": "qwertyuiop"})
+    if [(e["field"], e["code"]) for e in common.json().get("errors", [])] != [("newPassword", "common_password")]:
+        c.report.fail("[dev] password common new", "expected newPassword/common_password")
+    c.call(inst, "password missing fields", "POST", "/auth/password", 400, bearer=bearer, body={})
+    c.call(inst, "password new too short", "POST", "/auth/password", 400, bearer=bearer,
+           body={"currentPassword": PASSWORD, "newPassword": "short"})
+    c.call(inst, "password without token", "POST", "/auth/password", 401,
+           body={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD})
+    c.call(inst, "password wrong content type", "POST", "/auth/password", 415, bearer=bearer, raw=b"x",
+           content_type="text/plain")
+    c.call(inst, "password over 16 KiB", "POST", "/auth/password", 413, bearer=bearer, raw=big,
+           content_type="application/json")
+    c.call(inst, "password wrong method", "GET", "/auth/password", 405)
+    c.call(inst, "password change", "POST", "/auth/password", 200, token=bearer,
+           body={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD})
+    c.call(inst, "password: other session revoked", "GET", "/auth/sessions", 401, bearer=other_session.get("access", ""))
+    c.call(inst, "password: own session kept", "GET", "/user/profile", 200, bearer=bearer)
+    c.call(inst, "password: old one refused", "POST", "/auth/signin", 401, body={"email": pw_email, "password": PASSWORD})
+    # concurrent changes with the right current password: one wins; the others lose the
+    # race (409) or already see the new password (403)
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(
+            lambda i: c.call(inst, f"password change race {i}", "POST", "/auth/password", {200, 403, 409},
+                             bearer=bearer, body={"currentPassword": NEW_PASSWORD,
+                                                  "newPassword": f"{NEW_PASSWORD} v{i}"}).status_code,
+            range(4)))
+    if statuses.count(200) != 1:
+        c.report.fail("[dev] password change race", f"statuses {statuses}: expected exactly one 200")
+    winner = f"{NEW_PASSWORD} v{statuses.index(200)}" if 200 in statuses else NEW_PASSWORD
+    # the race's losers were counted against the current-password check; a successful
+    # change clears the counter, so the guesses below start from zero
+    c.call(inst, "password change after the race", "POST", "/auth/password", 200, bearer=bearer,
+           body={"currentPassword": winner, "newPassword": NEW_PASSWORD})
+    renewed = signin(c, inst, pw_email, NEW_PASSWORD, label="sign-in with the new password")
+    c.check_access_token("[dev] new-password access token", renewed.get("access", ""), jwks, pw_user)
+    # the current-password check is throttled like sign-in: 5 wrong, then 429
+    for attempt in range(1, 6):
+        c.call(inst, f"password guess {attempt}", "POST", "/auth/password", 403, bearer=bearer,
+               body={"currentPassword": f"guess-{attempt}", "newPassword": PASSWORD})
+    c.call(inst, "password guessing locked", "POST", "/auth/password", 429, bearer=bearer,
+           body={"currentPassword": NEW_PASSWORD, "newPassword": PASSWORD})
+
+    # sign-out
+    out = c.call(inst, "sign-out", "POST", "/auth/signout", 200, token=renewed.get("access", ""))
+    c.cookies_of("[dev] sign-out", out, cleared=True)
+    again = c.call(inst, "sign-out again", "POST", "/auth/signout", 401, bearer=renewed.get("access", ""))
+    c.cookies_of("[dev] sign-out again", again, cleared=True)
+    c.call(inst, "sign-out without token", "POST", "/auth/signout", 401)
+    c.call(inst, "refresh after sign-out", "POST", "/auth/refresh", 401, refresh=renewed.get("refresh", ""))
+    c.call(inst, "sign-out wrong method", "GET", "/auth/signout", 405)
+
+    # paths that match no route: the runtime's empty 404
+    for path in ("/nope", "/auth/signin/", "/user"):
+        response = requests.get(inst.base + path, timeout=30)
+        c.report.checked += 1
+        say(f"  {response.status_code} GET {path}  ([dev] no route)")
+        if response.status_code != 404 or response.content:
+            c.report.fail(f"[dev] no route {path}", f"expected an empty 404, got {response.status_code}")
+
+    # fresh sessions for schemathesis: one whose access token it uses everywhere, one
+    # whose refresh token it presents (so one refresh succeeds before reuse revokes it)
+    fuzz_email = unique_email("fuzz")
+    signup(c, inst, fuzz_email)
+    access = signin(c, inst, fuzz_email, label="sign-in (schemathesis access token)").get("access", "")
+    refresh = signin(c, inst, fuzz_email, label="sign-in (schemathesis refresh token)").get("refresh", "")
+    return {"dev_access": access, "dev_refresh": refresh}
+
+
+def flow_prod(c: Checker, inst: Instance, expected_kids: list[str]) -> str:
+    """Production, signing key + older verification key, tokens_in_body=true, Secure
+    cookies; returns an access token of a fresh session for schemathesis."""
+    health = c.call(inst, "health", "GET", "/health", 200).json()
+    if health.get("environment") != "production":
+        c.report.fail("[prod] health", f"environment {health.get('environment')!r}")
+    ready = c.call(inst, "ready", "GET", "/ready", 200).json()
+    if ready.get("checks", {}).get("signingKey") != "configured":
+        c.report.fail("[prod] ready", "signingKey is not `configured`")
+    jwks = c.call(inst, "jwks", "GET", "/.well-known/jwks.json", 200).json()
+    kids = [key.get("kid") for key in jwks.get("keys", [])]
+    if kids != expected_kids:
+        c.report.fail("[prod] jwks", f"kids {kids}, expected {expected_kids} (current key first)")
+
+    email = unique_email("prod")
+    user_id = signup(c, inst, email)
+    first = signin(c, inst, email)
+    body = first.get("body", {})
+    if body.get("tokenType") != "Bearer" or body.get("expiresIn") != 900:
+        c.report.fail("[prod] sign-in", "tokenType/expiresIn missing or wrong")
+    claims = c.check_access_token("[prod] sign-in access token", body.get("accessToken", ""), jwks, user_id)
+    if claims and (claims.get("iss"), claims.get("aud")) != ("latch", "latch"):
+        c.report.fail("[prod] sign-in access token", "iss/aud are not the configured ones")
+    c.call(inst, "profile (bearer from body)", "GET", "/user/profile", 200, bearer=body.get("accessToken", ""))
+    c.call(inst, "sessions", "GET", "/auth/sessions", 200, bearer=first.get("access", ""))
+
+    # refresh through a JSON body, no cookie
+    rotated = c.call(inst, "refresh via body", "POST", "/auth/refresh", 200,
+                     body={"refreshToken": body.get("refreshToken", "")})
+    new = rotated.json()
+    cookies = c.cookies_of("[prod] refresh via body", rotated, cleared=False)
+    if not new.get("refreshToken") or new.get("refreshToken") != cookies.get("refreshToken"):
+        c.report.fail("[prod] refresh via body", "body refreshToken missing or differs from the cookie")
+    c.call(inst, "refresh via cookie", "POST", "/auth/refresh", 200, refresh=new.get("refreshToken", ""))
+    c.call(inst, "refresh via body, reused", "POST", "/auth/refresh", 401,
+           body={"refreshToken": body.get("refreshToken", "")})
+    c.call(inst, "refresh body without token", "POST", "/auth/refresh", 401, body={})
+    c.call(inst, "refresh body malformed", "POST", "/auth/refresh", 400, raw=b"{", content_type="application/json")
+    c.call(inst, "refresh body wrong type", "POST", "/auth/refresh", 400, body={"refreshToken": 7})
+    c.call(inst, "refresh body not JSON", "POST", "/auth/refresh", 415, raw=b"token", content_type="text/plain")
+    c.call(inst, "refresh body over 16 KiB", "POST", "/auth/refresh", 413,
+           raw=b'{"refreshToken":"' + b"a" * (17 * 1024) + b'"}', content_type="application/json")
+
+    second = signin(c, inst, email, label="sign-in (sign-out)")
+    out = c.call(inst, "sign-out", "POST", "/auth/signout", 200, bearer=second.get("access", ""))
+    c.cookies_of("[prod] sign-out", out, cleared=True)
+    c.call(inst, "sign-out without token", "POST", "/auth/signout", 401)
+    c.call(inst, "wrong method", "DELETE", "/user/profile", 405)
+    return signin(c, inst, email, label="sign-in (schemathesis access token)").get("access", "")
+
+
+def flow_nokey(c: Checker, inst: Instance) -> None:
+    """Production without a signing key: not ready, and 503 wherever a key is needed."""
+    c.call(inst, "health", "GET", "/health", 200)
+    not_ready = c.call(inst, "ready (no signing key)", "GET", "/ready", 503)
+    if not_ready.headers.get("retry-after") != "5":
+        c.report.fail("[nokey] ready", "Retry-After is not 5")
+    if not_ready.json().get("checks", {}).get("signingKey") != "missing":
+        c.report.fail("[nokey] ready", "signingKey is not `missing`")
+    c.call(inst, "jwks (no signing key)", "GET", "/.well-known/jwks.json", 503)
+    email = unique_email("nokey")
+    signup(c, inst, email)
+    c.call(inst, "sign-in (no signing key)", "POST", "/auth/signin", 503, body={"email": email, "password": PASSWORD})
+    c.call(inst, "refresh (no signing key)", "POST", "/auth/refresh", 503, refresh="A" * 43)
+    c.call(inst, "profile (no signing key)", "GET", "/user/profile", 503, bearer="a.b.c")
+    c.call(inst, "sessions (no signing key)", "GET", "/auth/sessions", 503, bearer="a.b.c")
+    c.call(inst, "sign-out (no signing key)", "POST", "/auth/signout", 503, bearer="a.b.c")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--spec", required=True)
+    parser.add_argument("--dev", required=True, help="base URL of the development instance")
+    parser.add_argument("--prod", help="base URL of the production instance with tokens_in_body=true")
+    parser.add_argument("--prod-kids", default="", help="comma-separated kids the production JWKS must list")
+    parser.add_argument("--nokey", help="base URL of the production instance without a signing key")
+    parser.add_argument("--tokens-out", help="write tokens of fresh sessions for schemathesis here (JSON)")
+    args = parser.parse_args()
+
+    report = Report()
+    checker = Checker(args.spec, report)
+    started = time.monotonic()
+    print("== development instance (cookie_secure=false)", flush=True)
+    tokens = flow_dev(checker, Instance("dev", args.dev, secure_cookies=False))
+    if args.prod:
+        print("== production instance (tokens_in_body=true, Secure cookies)", flush=True)
+        tokens["prod_access"] = flow_prod(
+            checker,
+            Instance("prod", args.prod, secure_cookies=True, tokens_in_body=True),
+            [k for k in args.prod_kids.split(",") if k],
+        )
+    if args.nokey:
+        print("== production instance without a signing key", flush=True)
+        flow_nokey(checker, Instance("nokey", args.nokey, secure_cookies=True))
+    if args.tokens_out:
+        with open(args.tokens_out, "w", encoding="utf-8") as handle:
+            json.dump(tokens, handle)
+
+    documented = checker.documented()
+    missing = sorted(documented - report.seen)
+    # 405 answers are checked against MethodNotAllowed, HEAD against the GET beside it.
+    undocumented = sorted(s for s in report.seen - documented if s[2] != "405" and s[0] != "HEAD")
+    print(f"\n{len(documented - set(missing))}/{len(documented)} documented (operation, status) pairs exercised; "
+          "not produced by this flow:")
+    for method, template, status in missing:
+        print(f"    {status} {method} {template}")
+    if undocumented:
+        report.fail("coverage", f"statuses answered but not documented: {undocumented}")
+    elapsed = time.monotonic() - started
+    verdict = "PASS" if not report.failures else f"FAIL ({len(report.failures)} distinct failures)"
+    print(f"\nflow: {report.checked} responses checked in {elapsed:.1f}s: {verdict}")
+    for line in report.summary():
+        print(f"  - {line}")
+    return 1 if report.failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
