@@ -307,7 +307,15 @@ impl Trigger {
             Err(e) if e.is::<http_body_util::LengthLimitError>() => {
                 return Ok(too_large(self.options.max_body_bytes));
             }
-            Err(e) => return Err(Failure::Internal(format!("reading the request body: {e}"))),
+            // A body the client framed wrongly (bad chunking, cut short) is the client's error.
+            Err(e) => {
+                tracing::debug!("unreadable request body: {e}");
+                return Ok(problem(
+                    400,
+                    "Bad Request",
+                    "the request body could not be read",
+                ));
+            }
         };
 
         let host = parts

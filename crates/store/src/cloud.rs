@@ -80,6 +80,9 @@ fn from_weblite(error: WebliteError) -> StoreError {
         StoreError::Conflict(error.to_string())
     } else if error.is_unavailable() {
         StoreError::Unavailable(error.to_string())
+    } else if error.to_string().contains("no such table") {
+        // The schema is not there yet (migrations not applied): not ready, not a defect.
+        StoreError::Unavailable(error.to_string())
     } else {
         StoreError::Query(error.to_string())
     }

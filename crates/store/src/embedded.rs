@@ -122,6 +122,8 @@ pub(crate) fn classify_message(message: String) -> StoreError {
         || message.contains("database is busy")
         || message.contains("disk I/O error")
         || message.contains("unable to open")
+        // The schema is not there yet (migrations not applied): not ready, not a defect.
+        || message.contains("no such table")
     {
         StoreError::Unavailable(message)
     } else {

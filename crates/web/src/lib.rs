@@ -117,9 +117,10 @@ pub async fn serve(
     handler: impl AsyncFnOnce(&Ctx, Request) -> Result<Response, ApiError>,
 ) -> Response {
     let ctx = Ctx::new(&req, route);
-    let mut response = if !methods.contains(req.method())
-        && !(req.method() == Method::HEAD && methods.contains(&Method::GET))
-    {
+    // HEAD is answered wherever GET is.
+    let allowed = methods.contains(req.method())
+        || (req.method() == Method::HEAD && methods.contains(&Method::GET));
+    let mut response = if !allowed {
         ApiError::MethodNotAllowed(methods).into_response(&ctx)
     } else {
         let head = req.method() == Method::HEAD;

@@ -157,10 +157,13 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
         .map_err(|_| ApiError::MalformedBody("the body is not valid JSON".to_string()))?;
     // serde would also read a struct from an array; the API takes objects only.
     if !value.is_object() {
-        return Err(ApiError::MalformedBody("the body must be a JSON object".to_string()));
+        return Err(ApiError::MalformedBody(
+            "the body must be a JSON object".to_string(),
+        ));
     }
     serde_json::from_value(value).map_err(|e| {
-        // serde names the field and the expected type.
+        // serde names the field and the expected type (and echoes a non-string value
+        // back to its sender; nothing of it is logged).
         ApiError::MalformedBody(format!("the body does not have the expected shape: {e}"))
     })
 }

@@ -1,0 +1,96 @@
+//! Looking into the database behind the API: the embedded SQLite file, or
+//! the stand-in's file for the SQLite Cloud backend (read directly, so the
+//! stand-in's request counter only counts what the service sends).
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+use sha2::Digest as _;
+
+/// Opens a database file the service is using (WAL mode: readers and the
+/// service's writer do not block each other; writes wait up to 10 s).
+pub fn open_database(path: &Path) -> Connection {
+    let conn = match Connection::open(path) {
+        Ok(conn) => conn,
+        Err(e) => panic!("opening {}: {e}", path.display()),
+    };
+    if let Err(e) = conn.busy_timeout(Duration::from_secs(10)) {
+        panic!("setting a busy timeout on {}: {e}", path.display());
+    }
+    conn
+}
+
+/// The single integer an SQL query returns (e.g. `SELECT count(*) ...`).
+pub fn count(conn: &Connection, sql: &str) -> i64 {
+    match conn.query_row(sql, [], |row| row.get::<_, Option<i64>>(0)) {
+        Ok(value) => value.unwrap_or(0),
+        Err(e) => panic!("{sql}: {e}"),
+    }
+}
+
+/// The account throttle key of an email, as the domain computes it:
+/// `acct:` and the first 32 hex characters of SHA-256 of the trimmed,
+/// lower-cased address.
+pub fn throttle_key_for_email(email: &str) -> String {
+    let normalised = email.trim().to_ascii_lowercase();
+    let digest = hex::encode(sha2::Sha256::digest(normalised.as_bytes()));
+    format!("acct:{}", &digest[..32])
+}
+
+/// The data invariants no request, failed or not, may break. Returns a
+/// description of each violation (empty when all hold).
+pub fn invariant_violations(conn: &Connection) -> Vec<String> {
+    let checks: [(&str, &str); 9] = [
+        (
+            "a user without a role",
+            "SELECT count(*) FROM users u WHERE NOT EXISTS \
+             (SELECT 1 FROM user_roles ur WHERE ur.user_id = u.id)",
+        ),
+        (
+            "a role grant without its user",
+            "SELECT count(*) FROM user_roles ur WHERE NOT EXISTS \
+             (SELECT 1 FROM users u WHERE u.id = ur.user_id)",
+        ),
+        (
+            "a session without its user",
+            "SELECT count(*) FROM sessions s WHERE NOT EXISTS \
+             (SELECT 1 FROM users u WHERE u.id = s.user_id)",
+        ),
+        (
+            "a refresh token both current (a session's refresh_hash) and retired",
+            "SELECT count(*) FROM sessions s JOIN retired_refresh_tokens r ON r.hash = s.refresh_hash",
+        ),
+        (
+            "a retired refresh token without its session",
+            "SELECT count(*) FROM retired_refresh_tokens r WHERE NOT EXISTS \
+             (SELECT 1 FROM sessions s WHERE s.id = r.session_id)",
+        ),
+        (
+            "a throttle counter below zero",
+            "SELECT count(*) FROM throttle WHERE failures < 0",
+        ),
+        (
+            "an account or password counter at its limit (5) without a lock",
+            "SELECT count(*) FROM throttle WHERE (key LIKE 'acct:%' OR key LIKE 'pwd:%') \
+             AND failures >= 5 AND locked_until = 0",
+        ),
+        (
+            "a client-address counter at its limit (20) without a lock",
+            "SELECT count(*) FROM throttle WHERE key LIKE 'ip:%' AND failures >= 20 AND locked_until = 0",
+        ),
+        (
+            // Sessions are only deleted once expired, which no test waits for.
+            "a successful sign-in recorded without its session",
+            "SELECT count(*) FROM audit_events a WHERE a.event = 'signin' AND a.outcome = 'success' \
+             AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = a.session_id)",
+        ),
+    ];
+    checks
+        .iter()
+        .filter_map(|(what, sql)| {
+            let n = count(conn, sql);
+            (n != 0).then(|| format!("{n} x {what}"))
+        })
+        .collect()
+}

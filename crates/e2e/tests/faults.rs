@@ -1,0 +1,390 @@
+//! Database failures, on the SQLite Cloud backend through the stand-in's
+//! fault injection. For every database request of every route (the k-th
+//! SQL request a route makes, k = 1 ..= its round trips) and every fault
+//! (HTTP 401, 403, 429, 500, 502, 503, 504; a paused node; a malformed body;
+//! a connection cut mid-response; no answer within `database_timeout_ms`):
+//!
+//! - the answer is 503 `application/problem+json` with `Retry-After`;
+//! - the fault was consumed, i.e. the route did make that request;
+//! - a timeout answers within the timeout, long before the database would;
+//! - the service keeps serving: the same route then succeeds;
+//! - the data invariants hold (see `latch_e2e::invariant_violations`),
+//!   also for faults after the SQL ran (cut, malformed) and for statements
+//!   the stand-in runs after the service gave up waiting (timeout);
+//! - and, at the end, the service's output holds no secret.
+//!
+//! One test per fault kind, each with its own stand-in and service.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use latch_e2e::{
+    Account, Backend, Options, Reply, Service, Tokens, assert_problem, invariant_violations,
+    session_id_of, unique_email, unique_password,
+};
+use serde_json::json;
+
+/// `database_timeout_ms` of the service under the timeout fault. Low, but
+/// with room for a loaded machine: every other request of that test must
+/// still finish within it. (The other faults keep the 5 s default, so a
+/// busy machine cannot turn their set-up requests into timeouts.)
+const TIMEOUT_MS: u64 = 750;
+/// How late a "timeout" fault lets the database answer (it still runs the SQL then).
+const LATENCY_MS: u64 = 2000;
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    Status(u16),
+    Paused,
+    Malformed,
+    Cut,
+    Timeout,
+}
+
+impl Fault {
+    /// The stand-in's fault for the `skip + 1`-th SQL request from now.
+    fn spec(self, skip: u64) -> serde_json::Value {
+        match self {
+            Fault::Status(status) => json!({"kind": "status", "status": status, "skip": skip}),
+            Fault::Paused => json!({"kind": "paused", "skip": skip}),
+            Fault::Malformed => json!({"kind": "malformed", "skip": skip}),
+            Fault::Cut => json!({"kind": "cut", "skip": skip}),
+            Fault::Timeout => json!({"kind": "latency", "latency_ms": LATENCY_MS, "skip": skip}),
+        }
+    }
+}
+
+/// One API call, and how many SQL requests it makes (queries.rs; the
+/// round_trips test proves the counts).
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Signup,
+    SigninOk,
+    SigninWrongPassword,
+    Refresh,
+    Signout,
+    PasswordChange,
+    SessionsList,
+    SessionRevoke,
+    ProfileGet,
+    ProfilePut,
+    Ready,
+}
+
+const STEPS: [(Step, u64); 11] = [
+    (Step::Signup, 1),
+    (Step::SigninOk, 2),
+    (Step::SigninWrongPassword, 2),
+    (Step::Refresh, 1),
+    (Step::Signout, 1),
+    (Step::PasswordChange, 2),
+    (Step::SessionsList, 1),
+    (Step::SessionRevoke, 1),
+    (Step::ProfileGet, 1),
+    (Step::ProfilePut, 1),
+    (Step::Ready, 1),
+];
+
+/// What a step needs, made while no fault is pending.
+struct Prepared {
+    email: String,
+    password: String,
+    account: Option<Account>,
+    tokens: Option<Tokens>,
+    other_session: Option<String>,
+}
+
+impl Prepared {
+    fn secrets(&self) -> Vec<String> {
+        let mut secrets = vec![self.email.clone(), self.password.clone()];
+        if let Some(tokens) = &self.tokens {
+            secrets.push(tokens.access.clone());
+            secrets.push(tokens.refresh.clone());
+        }
+        secrets
+    }
+
+    fn tokens(&self) -> &Tokens {
+        self.tokens.as_ref().unwrap()
+    }
+
+    fn account(&self) -> &Account {
+        self.account.as_ref().unwrap()
+    }
+}
+
+fn prepare(svc: &Service, step: Step) -> Prepared {
+    let mut prepared = Prepared {
+        email: unique_email("fault"),
+        password: unique_password(),
+        account: None,
+        tokens: None,
+        other_session: None,
+    };
+    if matches!(step, Step::Signup | Step::Ready) {
+        return prepared;
+    }
+    let account = svc.create_account();
+    prepared.email = account.email.clone();
+    prepared.password = account.password.clone();
+    if !matches!(step, Step::SigninOk | Step::SigninWrongPassword) {
+        prepared.tokens = Some(svc.sign_in(&account));
+    }
+    if matches!(step, Step::SessionRevoke) {
+        prepared.other_session = Some(session_id_of(&svc.sign_in(&account).access));
+    }
+    prepared.account = Some(account);
+    prepared
+}
+
+fn perform(svc: &Service, step: Step, p: &Prepared) -> Reply {
+    match step {
+        Step::Signup => svc.signup(&p.email, &p.password, "Fault Case"),
+        Step::SigninOk => svc.signin(&p.email, &p.password),
+        Step::SigninWrongPassword => svc.signin(&p.email, "wrong-password-x"),
+        Step::Refresh => svc.refresh(&p.tokens().refresh),
+        Step::Signout => svc
+            .post("/auth/signout")
+            .access_cookie(&p.tokens().access)
+            .send(),
+        Step::PasswordChange => svc
+            .post("/auth/password")
+            .access_cookie(&p.tokens().access)
+            .json(
+                &json!({"currentPassword": p.account().password, "newPassword": unique_password()}),
+            )
+            .send(),
+        Step::SessionsList => svc
+            .get("/auth/sessions")
+            .access_cookie(&p.tokens().access)
+            .send(),
+        Step::SessionRevoke => svc
+            .delete(&format!(
+                "/auth/sessions/{}",
+                p.other_session.as_deref().unwrap()
+            ))
+            .access_cookie(&p.tokens().access)
+            .send(),
+        Step::ProfileGet => svc.profile(&p.tokens().access),
+        Step::ProfilePut => svc
+            .put("/user/profile")
+            .access_cookie(&p.tokens().access)
+            .json(&json!({"fullName": "Changed Name"}))
+            .send(),
+        Step::Ready => svc.get("/ready").send(),
+    }
+}
+
+/// What the step answers when the database works.
+fn success_status(step: Step) -> u16 {
+    match step {
+        Step::Signup => 201,
+        Step::SigninWrongPassword => 401,
+        Step::SessionRevoke => 204,
+        _ => 200,
+    }
+}
+
+fn start(fault: Fault) -> Service {
+    let options = Options::new(Backend::Cloud).production();
+    match fault {
+        Fault::Timeout => options.var("database_timeout_ms", &TIMEOUT_MS.to_string()),
+        _ => options,
+    }
+    .start()
+}
+
+/// What is wrong with a faulted answer (empty when it is right).
+fn check_unavailable(reply: &Reply) -> Vec<String> {
+    let mut problems = Vec::new();
+    if reply.status != 503 {
+        problems.push(format!(
+            "status {} (expected 503): {}",
+            reply.status,
+            reply.text()
+        ));
+        return problems;
+    }
+    if let Err(panic) = std::panic::catch_unwind(|| assert_problem(reply, 503)) {
+        let message = panic
+            .downcast_ref::<String>()
+            .cloned()
+            .unwrap_or_else(|| "not a problem response".into());
+        problems.push(message);
+    }
+    match reply.header("retry-after").map(str::parse::<u64>) {
+        Some(Ok(secs)) if secs >= 1 => {}
+        other => problems.push(format!("Retry-After {other:?}")),
+    }
+    problems
+}
+
+fn run(fault: Fault) {
+    let svc = start(fault);
+    let standin = svc.standin();
+    let mut failures: Vec<String> = Vec::new();
+    let mut secrets: Vec<String> = vec![latch_e2e::STANDIN_API_KEY.to_string()];
+    let mut cases = 0;
+    let begun = Instant::now();
+    for (step, requests) in STEPS {
+        for k in 1..=requests {
+            cases += 1;
+            let case = format!("{fault:?} on request {k}/{requests} of {step:?}");
+            let prepared = prepare(&svc, step);
+            secrets.extend(prepared.secrets());
+            standin.clear_faults();
+            standin.add_faults(&fault.spec(k - 1));
+            let started = Instant::now();
+            let reply = perform(&svc, step, &prepared);
+            let took = started.elapsed();
+            for problem in check_unavailable(&reply) {
+                failures.push(format!("{case}: {problem}"));
+            }
+            if standin.pending_faults() != 0 {
+                failures.push(format!("{case}: the route never made request {k}"));
+                standin.clear_faults();
+            }
+            if matches!(fault, Fault::Timeout) {
+                if took >= Duration::from_millis(LATENCY_MS - 500) {
+                    failures.push(format!(
+                        "{case}: answered after {took:?}, not within the {TIMEOUT_MS} ms timeout"
+                    ));
+                }
+                // The stand-in still runs the SQL when its delay is over.
+                if let Some(left) =
+                    Duration::from_millis(LATENCY_MS + 150).checked_sub(started.elapsed())
+                {
+                    std::thread::sleep(left);
+                }
+            }
+            // The service keeps serving: the same call succeeds now.
+            let again = prepare(&svc, step);
+            secrets.extend(again.secrets());
+            let reply = perform(&svc, step, &again);
+            if reply.status != success_status(step) {
+                failures.push(format!(
+                    "{case}: afterwards the same call answered {} (expected {}): {}",
+                    reply.status,
+                    success_status(step),
+                    reply.text()
+                ));
+            }
+            for violation in invariant_violations(&svc.db()) {
+                failures.push(format!("{case}: invariant broken: {violation}"));
+            }
+        }
+    }
+    // Still ready, and nothing secret in the logs (database errors included).
+    let ready = svc.get("/ready").send();
+    if ready.status != 200 {
+        failures.push(format!("/ready afterwards: {ready}"));
+    }
+    let output = svc.output();
+    for secret in &secrets {
+        if output.contains(secret.as_str()) {
+            failures.push(format!("the log holds a secret or an email: {secret}"));
+        }
+    }
+    println!(
+        "{fault:?}: {cases} cases in {:.1} s, {} failures",
+        begun.elapsed().as_secs_f64(),
+        failures.len()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {cases} cases failed:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn http_401_unauthorized() {
+    run(Fault::Status(401));
+}
+
+#[test]
+fn http_403_forbidden() {
+    run(Fault::Status(403));
+}
+
+#[test]
+fn http_429_rate_limited() {
+    run(Fault::Status(429));
+}
+
+#[test]
+fn http_500_server_error() {
+    run(Fault::Status(500));
+}
+
+#[test]
+fn http_502_bad_gateway() {
+    run(Fault::Status(502));
+}
+
+#[test]
+fn http_503_unavailable() {
+    run(Fault::Status(503));
+}
+
+#[test]
+fn http_504_gateway_timeout() {
+    run(Fault::Status(504));
+}
+
+#[test]
+fn paused_node() {
+    run(Fault::Paused);
+}
+
+#[test]
+fn malformed_body() {
+    run(Fault::Malformed);
+}
+
+#[test]
+fn connection_cut_mid_response() {
+    run(Fault::Cut);
+}
+
+#[test]
+fn no_answer_within_the_timeout() {
+    run(Fault::Timeout);
+}
+
+/// A database that stays down: /ready says so every time, every route
+/// answers 503 (liveness stays 200), and all recover once it is back.
+#[test]
+fn ready_reports_a_sustained_outage_and_everything_recovers() {
+    let svc = start(Fault::Status(503));
+    let account = svc.create_account();
+    let tokens = svc.sign_in(&account);
+    let standin = svc.standin();
+    standin.add_faults(&json!({"kind": "status", "status": 503, "times": 1000}));
+    for _ in 0..3 {
+        let reply = svc.get("/ready").send();
+        assert!(check_unavailable(&reply).is_empty(), "{reply}");
+        let body = reply.json();
+        assert!(
+            body["detail"].as_str().unwrap().contains("database"),
+            "{reply}"
+        );
+        svc.get("/health").send().expect_status(200);
+    }
+    for reply in [
+        svc.signup(&unique_email("down"), &unique_password(), "Down Time"),
+        svc.signin(&account.email, &account.password),
+        svc.refresh(&tokens.refresh),
+        svc.profile(&tokens.access),
+    ] {
+        assert!(check_unavailable(&reply).is_empty(), "{reply}");
+    }
+    standin.clear_faults();
+    svc.get("/ready").send().expect_status(200);
+    svc.profile(&tokens.access).expect_status(200);
+    svc.refresh(&tokens.refresh).expect_status(200);
+    svc.sign_in(&account);
+    assert_eq!(invariant_violations(&svc.db()), Vec::<String>::new());
+}

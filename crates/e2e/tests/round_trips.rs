@@ -1,0 +1,252 @@
+//! Database round trips per route, measured on the SQLite Cloud backend: the
+//! stand-in counts the SQL requests each API call causes, and each count
+//! must be what `crates/store/src/queries.rs` documents. Production mode
+//! with a configured signing key, so no development-key read is added
+//! (those are measured separately at the end). The table is printed and
+//! written to `target/e2e/round-trips.md`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use latch_e2e::{
+    Backend, Options, Reply, Service, session_id_of, tokens_of, unique_email, unique_password,
+};
+use serde_json::json;
+
+struct Row {
+    route: &'static str,
+    case: &'static str,
+    status: u16,
+    expected: u64,
+    measured: u64,
+}
+
+struct Meter<'a> {
+    svc: &'a Service,
+    mode: &'static str,
+    rows: Vec<(&'static str, Row)>,
+}
+
+impl Meter<'_> {
+    /// Runs `call` alone and records how many SQL requests it caused.
+    fn measure(
+        &mut self,
+        route: &'static str,
+        case: &'static str,
+        expected: u64,
+        status: u16,
+        call: impl FnOnce() -> Reply,
+    ) -> Reply {
+        let standin = self.svc.standin();
+        standin.reset_stats();
+        let reply = call();
+        let measured = standin.sql_requests();
+        assert_eq!(reply.status, status, "{route} ({case}): {reply}");
+        self.rows.push((
+            self.mode,
+            Row {
+                route,
+                case,
+                status,
+                expected,
+                measured,
+            },
+        ));
+        reply
+    }
+}
+
+#[test]
+fn round_trips_per_route_match_the_store() {
+    let svc = Options::new(Backend::Cloud).production().start();
+    let mut m = Meter {
+        svc: &svc,
+        mode: "production",
+        rows: Vec::new(),
+    };
+    let email = unique_email("rt");
+    let password = unique_password();
+
+    m.measure("GET /health", "ok", 0, 200, || svc.get("/health").send());
+    m.measure("GET /ready", "ready", 1, 200, || svc.get("/ready").send());
+    m.measure(
+        "GET /.well-known/jwks.json",
+        "keys from variables",
+        0,
+        200,
+        || svc.get("/.well-known/jwks.json").send(),
+    );
+    m.measure("POST /auth/signup", "created", 1, 201, || {
+        svc.signup(&email, &password, "Round Trip")
+    });
+    m.measure("POST /auth/signup", "email taken", 1, 409, || {
+        svc.signup(&email, &unique_password(), "Round Trip")
+    });
+    m.measure("POST /auth/signup", "invalid fields", 0, 400, || {
+        svc.post("/auth/signup").json(&json!({})).send()
+    });
+    let first = tokens_of(&m.measure("POST /auth/signin", "signed in", 2, 200, || {
+        svc.signin(&email, &password)
+    }));
+    m.measure("POST /auth/signin", "wrong password", 2, 401, || {
+        svc.signin(&email, "wrong-password-x")
+    });
+    m.measure("POST /auth/signin", "unknown email", 2, 401, || {
+        svc.signin(&unique_email("nobody"), "wrong-password-x")
+    });
+    m.measure("POST /auth/signin", "invalid fields", 0, 400, || {
+        svc.post("/auth/signin").json(&json!({})).send()
+    });
+    m.measure("GET /user/profile", "ok", 1, 200, || {
+        svc.profile(&first.access)
+    });
+    m.measure("GET /user/profile", "no token", 0, 401, || {
+        svc.get("/user/profile").send()
+    });
+    m.measure("PUT /user/profile", "updated", 1, 200, || {
+        svc.put("/user/profile")
+            .access_cookie(&first.access)
+            .json(&json!({"fullName": "Round Trip Two"}))
+            .send()
+    });
+    m.measure("GET /auth/sessions", "listed", 1, 200, || {
+        svc.get("/auth/sessions")
+            .access_cookie(&first.access)
+            .send()
+    });
+    let second = tokens_of(&svc.signin(&email, &password));
+    let second_path = format!("/auth/sessions/{}", session_id_of(&second.access));
+    m.measure("DELETE /auth/sessions/:id", "revoked", 1, 204, || {
+        svc.delete(&second_path).access_cookie(&first.access).send()
+    });
+    m.measure("DELETE /auth/sessions/:id", "not found", 1, 404, || {
+        svc.delete(&second_path).access_cookie(&first.access).send()
+    });
+    m.measure("DELETE /auth/sessions/:id", "not an id", 0, 404, || {
+        svc.delete("/auth/sessions/nope")
+            .access_cookie(&first.access)
+            .send()
+    });
+    m.measure("POST /auth/refresh", "rotated", 1, 200, || {
+        svc.refresh(&first.refresh)
+    });
+    m.measure("POST /auth/refresh", "reuse detected", 1, 401, || {
+        svc.refresh(&first.refresh)
+    });
+    m.measure("POST /auth/refresh", "malformed token", 0, 401, || {
+        svc.refresh("garbage")
+    });
+    let third = tokens_of(&svc.signin(&email, &password));
+    m.measure(
+        "POST /auth/password",
+        "wrong current password",
+        2,
+        403,
+        || {
+            svc.post("/auth/password")
+            .access_cookie(&third.access)
+            .json(&json!({"currentPassword": "wrong-password-x", "newPassword": unique_password()}))
+            .send()
+        },
+    );
+    let new_password = unique_password();
+    m.measure("POST /auth/password", "changed", 2, 200, || {
+        svc.post("/auth/password")
+            .access_cookie(&third.access)
+            .json(&json!({"currentPassword": password, "newPassword": new_password}))
+            .send()
+    });
+    m.measure("POST /auth/signout", "signed out", 1, 200, || {
+        svc.post("/auth/signout")
+            .access_cookie(&third.access)
+            .send()
+    });
+    m.measure(
+        "POST /auth/signout",
+        "session already ended",
+        1,
+        401,
+        || {
+            svc.post("/auth/signout")
+                .access_cookie(&third.access)
+                .send()
+        },
+    );
+    for i in 0..5 {
+        svc.signin(&email, &format!("wrong-password-{i}"));
+    }
+    m.measure("POST /auth/signin", "locked out", 2, 429, || {
+        svc.signin(&email, &new_password)
+    });
+
+    // Development mode: no signing_key, the key lives in the database and
+    // is read (and once stored) by every route that signs or verifies.
+    let dev = Options::new(Backend::Cloud).start();
+    let mut d = Meter {
+        svc: &dev,
+        mode: "development",
+        rows: Vec::new(),
+    };
+    let email = unique_email("rtdev");
+    dev.signup(&email, &password, "Dev Mode").expect_status(201);
+    d.measure(
+        "POST /auth/signin",
+        "first ever (key generated)",
+        4,
+        200,
+        || dev.signin(&email, &password),
+    );
+    let tokens = tokens_of(&d.measure("POST /auth/signin", "signed in", 3, 200, || {
+        dev.signin(&email, &password)
+    }));
+    d.measure("GET /user/profile", "ok", 2, 200, || {
+        dev.profile(&tokens.access)
+    });
+    d.measure("POST /auth/refresh", "rotated", 2, 200, || {
+        dev.refresh(&tokens.refresh)
+    });
+    d.measure(
+        "GET /.well-known/jwks.json",
+        "key from the database",
+        1,
+        200,
+        || dev.get("/.well-known/jwks.json").send(),
+    );
+
+    let rows: Vec<(&str, Row)> = m.rows.into_iter().chain(d.rows).collect();
+    let mut table = String::from(
+        "| Mode | Route | Case | Status | Round trips (queries.rs) | Measured |\n|---|---|---|---|---|---|\n",
+    );
+    for (mode, row) in &rows {
+        table.push_str(&format!(
+            "| {mode} | `{}` | {} | {} | {} | {}{} |\n",
+            row.route,
+            row.case,
+            row.status,
+            row.expected,
+            row.measured,
+            if row.measured == row.expected {
+                ""
+            } else {
+                " MISMATCH"
+            }
+        ));
+    }
+    println!(
+        "\nDatabase round trips per API call (SQLite Cloud backend, counted by the stand-in):\n\n{table}"
+    );
+    let dir = latch_e2e::repo_root().join("target/e2e");
+    if std::fs::create_dir_all(&dir).is_ok() {
+        let _ = std::fs::write(dir.join("round-trips.md"), &table);
+    }
+    let mismatches: Vec<String> = rows
+        .iter()
+        .filter(|(_, r)| r.measured != r.expected)
+        .map(|(mode, r)| {
+            format!(
+                "{mode} {} ({}): expected {}, measured {}",
+                r.route, r.case, r.expected, r.measured
+            )
+        })
+        .collect();
+    assert!(mismatches.is_empty(), "{mismatches:#?}");
+}
