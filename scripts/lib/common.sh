@@ -197,3 +197,43 @@ spinapp_names() {
     kind == "SpinApp" && name != "" { print name; kind = "" }
   ' "$1"
 }
+
+# ------------------------------------------------------------------ check steps
+# The check scripts (scripts/checks/*.sh) run every step even after a failure, so
+# one run shows every problem; they end with a summary and fail if any step did.
+PASSED=0
+FAILED=0
+FAILED_STEPS=()
+
+# step LABEL CMD...: run one check, record the outcome, never abort the run.
+step() {
+  local label="$1" t0=$SECONDS status=0
+  shift
+  info "$label"
+  "$@" || status=$?
+  if ((status == 0)); then
+    PASSED=$((PASSED + 1))
+    printf 'ok   %s (%ds)\n' "$label" "$((SECONDS - t0))"
+  else
+    FAILED=$((FAILED + 1))
+    FAILED_STEPS+=("$label")
+    printf 'FAIL %s (exit %d, %ds)\n' "$label" "$status" "$((SECONDS - t0))"
+  fi
+}
+
+# setup_venv REQUIREMENTS CACHE_DIR: a venv with the pinned tools, reused while the
+# requirements file is unchanged (keyed by its hash). Sets VENV.
+setup_venv() {
+  local req="$1" cache="$2" key
+  key="$(sha256sum "$req" | cut -c1-16)"
+  VENV="$cache/venv-$key"
+  if [[ -x "$VENV/bin/python" && -f "$VENV/.complete" ]]; then
+    return 0
+  fi
+  info "creating the check tools' venv in $VENV"
+  # `|| return`: errexit does not apply inside a function called from `step`'s `||`.
+  rm -rf "$VENV"
+  "${PYTHON:-python3}" -m venv "$VENV" || return 1
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-input -r "$req" || return 1
+  touch "$VENV/.complete"
+}

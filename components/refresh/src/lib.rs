@@ -7,10 +7,7 @@
 //! 200 `{message}` with new cookies; 401 with cleared cookies otherwise.
 //! One database round trip.
 
-use latch_domain::{
-    AccessClaims, AuditEvent, AuditKind, Outcome, RefreshToken, Role, issue_access_token,
-    parse_refresh_token,
-};
+use latch_domain::{AuditEvent, AuditKind, Outcome, RefreshToken, parse_refresh_token};
 use latch_store::RefreshOutcome;
 use latch_web::response::REFRESH_COOKIE;
 use latch_web::{
@@ -55,10 +52,7 @@ async fn refresh(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let store = db::open()?;
     let policy = config::token_policy()?;
     let keys = auth::keys(&store, now).await?;
-    let signing = keys.signing().ok_or(ApiError::Unavailable {
-        reason: "no signing key".into(),
-        kind: "signing_key",
-    })?;
+    auth::signing_key(&keys)?;
     let client_ip = ctx.client_ip(config::flag("trust_forwarded_for")?);
     let event = |kind, outcome| {
         let event = AuditEvent::new(kind, outcome);
@@ -87,30 +81,18 @@ async fn refresh(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         .await?;
     match outcome {
         RefreshOutcome::Rotated { session_id, user } => {
-            let roles: Vec<Role> = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
-            let claims = AccessClaims::new(&policy, &user.id, &session_id, &roles, now);
-            let access = issue_access_token(signing, &claims)
-                .map_err(|_| ApiError::Internal("token signing failed"))?;
+            let access = auth::access_token(&keys, &policy, &user, &session_id, now)?;
             let mut logged = rotated;
             logged.event = logged.event.with_user(&user.id).with_session(&session_id);
             audit::log(ctx, &logged);
-            let mut body = serde_json::json!({"message": "Token refreshed successfully"});
-            if tokens_in_body {
-                body["accessToken"] = access.clone().into();
-                body["refreshToken"] = new_refresh.as_str().into();
-                body["tokenType"] = "Bearer".into();
-                body["expiresIn"] = policy.access_ttl_secs.into();
-            }
-            let mut reply = response::json(200, &body);
-            response::set_token_cookies(
-                &mut reply,
+            Ok(response::with_tokens(
                 ctx,
+                serde_json::json!({"message": "Token refreshed successfully"}),
                 &access,
-                policy.access_ttl_secs,
                 new_refresh.as_str(),
-                policy.refresh_ttl_secs,
-            );
-            Ok(reply)
+                &policy,
+                tokens_in_body,
+            ))
         }
         RefreshOutcome::Reused {
             session_id,

@@ -7,8 +7,8 @@
 //! Two database round trips.
 
 use latch_domain::{
-    AccessClaims, AuditEvent, AuditKind, Email, Outcome, RefreshToken, Role, ThrottleKey,
-    ThrottlePolicy, issue_access_token, verify_password_or_dummy,
+    AuditEvent, AuditKind, Email, Outcome, RefreshToken, ThrottleKey, ThrottlePolicy,
+    verify_password_or_dummy,
 };
 use latch_store::{NewSession, Throttles};
 use latch_web::request::{json_body, required};
@@ -44,10 +44,7 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let store = db::open()?;
     let policy = config::token_policy()?;
     let keys = auth::keys(&store, now).await?;
-    let signing = keys.signing().ok_or(ApiError::Unavailable {
-        reason: "no signing key".into(),
-        kind: "signing_key",
-    })?;
+    auth::signing_key(&keys)?;
     let client_ip = ctx.client_ip(config::flag("trust_forwarded_for")?);
     let account_key = ThrottleKey::account(&email);
     let client_key = client_ip.map(ThrottleKey::client);
@@ -136,10 +133,7 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let user = credentials.user;
     let session_id = latch_web::new_id()?;
     let (refresh, refresh_hash) = RefreshToken::from_random(latch_web::random()?);
-    let roles: Vec<Role> = user.roles.iter().filter_map(|r| Role::parse(r)).collect();
-    let claims = AccessClaims::new(&policy, &user.id, &session_id, &roles, now);
-    let access = issue_access_token(signing, &claims)
-        .map_err(|_| ApiError::Internal("token signing failed"))?;
+    let access = auth::access_token(&keys, &policy, &user, &session_id, now)?;
     let signed_in = audit::record(
         ctx,
         event(AuditKind::Signin, Outcome::Success)
@@ -160,24 +154,15 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     store.finish_signin(&session, throttles, &signed_in).await?;
     audit::log(ctx, &signed_in);
 
-    let mut body = serde_json::json!({
-        "message": "Signed in successfully",
-        "user": {"id": user.id, "email": user.email, "fullName": user.full_name},
-    });
-    if config::flag("tokens_in_body")? {
-        body["accessToken"] = access.clone().into();
-        body["refreshToken"] = refresh.as_str().into();
-        body["tokenType"] = "Bearer".into();
-        body["expiresIn"] = policy.access_ttl_secs.into();
-    }
-    let mut reply = response::json(200, &body);
-    response::set_token_cookies(
-        &mut reply,
+    Ok(response::with_tokens(
         ctx,
+        serde_json::json!({
+            "message": "Signed in successfully",
+            "user": {"id": user.id, "email": user.email, "fullName": user.full_name},
+        }),
         &access,
-        policy.access_ttl_secs,
         refresh.as_str(),
-        policy.refresh_ttl_secs,
-    );
-    Ok(reply)
+        &policy,
+        config::flag("tokens_in_body")?,
+    ))
 }

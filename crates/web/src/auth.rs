@@ -116,3 +116,32 @@ pub fn session_ended() -> ApiError {
         clear_cookies: true,
     }
 }
+
+/// A signed access token for `user` in session `session_id`, carrying the
+/// user's known roles.
+pub fn access_token(
+    keys: &KeySet,
+    policy: &latch_domain::TokenPolicy,
+    user: &latch_store::User,
+    session_id: &str,
+    now: i64,
+) -> Result<String, ApiError> {
+    let signing = signing_key(keys)?;
+    let roles: Vec<latch_domain::Role> = user
+        .roles
+        .iter()
+        .filter_map(|r| latch_domain::Role::parse(r))
+        .collect();
+    let claims = AccessClaims::new(policy, &user.id, session_id, &roles, now);
+    latch_domain::issue_access_token(signing, &claims)
+        .map_err(|_| ApiError::Internal("token signing failed"))
+}
+
+/// The key tokens are signed with; routes that issue tokens check it before
+/// doing anything else, so a misconfigured pod fails fast with 503.
+pub fn signing_key(keys: &KeySet) -> Result<&SigningKey, ApiError> {
+    keys.signing().ok_or(ApiError::Unavailable {
+        reason: "no signing key".into(),
+        kind: "signing_key",
+    })
+}

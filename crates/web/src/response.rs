@@ -129,3 +129,31 @@ pub fn finish(response: &mut Response, ctx: &Ctx) {
     }
     set_header(response, "x-request-id", &ctx.request_id);
 }
+
+/// A 200 handing out a new token pair: both cookies, and, when the
+/// `tokens_in_body` setting is on, the tokens in the JSON body as well.
+pub fn with_tokens(
+    ctx: &Ctx,
+    mut body: serde_json::Value,
+    access: &str,
+    refresh: &str,
+    policy: &latch_domain::TokenPolicy,
+    tokens_in_body: bool,
+) -> Response {
+    if tokens_in_body {
+        body["accessToken"] = access.into();
+        body["refreshToken"] = refresh.into();
+        body["tokenType"] = "Bearer".into();
+        body["expiresIn"] = policy.access_ttl_secs.into();
+    }
+    let mut reply = json(200, &body);
+    set_token_cookies(
+        &mut reply,
+        ctx,
+        access,
+        policy.access_ttl_secs,
+        refresh,
+        policy.refresh_ttl_secs,
+    );
+    reply
+}
