@@ -56,7 +56,7 @@ wrk_run() {
   local name=$1 url=$2 connections=$3
   shift 3
   local out
-  out=$(wrk -t2 -c"$connections" -d"${duration}s" --latency "$@" "$url")
+  out=$(wrk -t"$((connections < 2 ? connections : 2))" -c"$connections" -d"${duration}s" --latency "$@" "$url")
   local rps p50 p99 errors
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
@@ -86,8 +86,13 @@ for round in 1 2; do
   wrk_run "native hyper /health (c=10, round $round)" "http://127.0.0.1:$native_port/health" 10
   wrk_run "latch health component (c=10, round $round)" "http://127.0.0.1:$bench_port/health" 10
 done
-wrk_run "native hyper /health (c=1)" "http://127.0.0.1:$native_port/health" 1
-wrk_run "latch health component (c=1)" "http://127.0.0.1:$bench_port/health" 1
+native_c1=$(wrk_run "native hyper /health (c=1)" "http://127.0.0.1:$native_port/health" 1)
+latch_c1=$(wrk_run "latch health component (c=1)" "http://127.0.0.1:$bench_port/health" 1)
+printf '%s\n%s\n' "$native_c1" "$latch_c1"
+# One connection, one request at a time: the difference of the mean times per
+# request is what the runner adds (instantiate, route, guest, copy the body).
+awk -v n="$(awk '{print $(NF-7)}' <<<"$native_c1")" -v l="$(awk '{print $(NF-7)}' <<<"$latch_c1")" \
+  'BEGIN {printf "runner overhead per request (c=1): %.1f us (native %.1f us, latch %.1f us, ratio %.2fx)\n", 1e6/l - 1e6/n, 1e6/n, 1e6/l, n/l}'
 
 say "2. argon2id: component vs native"
 "$bin/native-argon2" 40
@@ -113,9 +118,13 @@ prepare_users() { # BASE: signs up bench0..bench19, prints an access token of be
 say "3. embedded SQLite: profile and sign-in"
 app_port=$(free_port)
 start_latch embedded spin.toml "$app_port" "${common_env[@]}"
+embedded_pid=${pids[-1]}
+rss() { awk '/^VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
+echo "latch up (all components, embedded), idle after start: RSS $(rss "$embedded_pid")"
 token=$(prepare_users "http://127.0.0.1:$app_port")
 wrk_run "GET /user/profile, embedded (c=10)" "http://127.0.0.1:$app_port/user/profile" 10 -H "Authorization: Bearer $token"
 wrk_run "POST /auth/signin, embedded (c=10)" "http://127.0.0.1:$app_port/auth/signin" 10 -s scripts/bench/signin.lua
+echo "latch up (all components, embedded), after the load above: RSS $(rss "$embedded_pid"), peak $(awk '/^VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$embedded_pid/status")"
 
 say "4. SQLite Cloud stand-in: round trips, profile and sign-in at 0 and 20 ms"
 standin_port=$(free_port)
