@@ -626,18 +626,11 @@ fn fifty_concurrent_refreshes_of_one_token_rotate_it_once(backend: Backend) {
     let svc = Service::start_default(backend);
     let account = svc.create_account();
     let tokens = svc.sign_in(&account);
-    let barrier = Arc::new(Barrier::new(50));
-    let threads: Vec<_> = (0..50)
-        .map(|_| {
-            let call = svc.post("/auth/refresh").refresh_cookie(&tokens.refresh);
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                call.send()
-            })
-        })
-        .collect();
-    let replies: Vec<Reply> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let replies = race(
+        (0..50)
+            .map(|_| svc.post("/auth/refresh").refresh_cookie(&tokens.refresh))
+            .collect(),
+    );
     let winners: Vec<&Reply> = replies.iter().filter(|r| r.status == 200).collect();
     assert_eq!(
         winners.len(),
@@ -674,8 +667,7 @@ fn fifty_concurrent_refreshes_of_one_token_rotate_it_once(backend: Backend) {
 fn concurrent_duplicate_signups_create_one_account(backend: Backend) {
     let svc = Service::start_default(backend);
     let email = unique_email("race");
-    let barrier = Arc::new(Barrier::new(10));
-    let threads: Vec<_> = (0..10)
+    let calls = (0..10)
         .map(|i| {
             // Case variants of one address race too.
             let variant = if i % 2 == 0 {
@@ -683,19 +675,14 @@ fn concurrent_duplicate_signups_create_one_account(backend: Backend) {
             } else {
                 email.to_uppercase()
             };
-            let call = svc.post("/auth/signup").json(&json!({
+            svc.post("/auth/signup").json(&json!({
                 "email": variant,
                 "password": unique_password(),
                 "fullName": format!("Racer {i}"),
-            }));
-            let barrier = barrier.clone();
-            std::thread::spawn(move || {
-                barrier.wait();
-                call.send()
-            })
+            }))
         })
         .collect();
-    let replies: Vec<Reply> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let replies = race(calls);
     let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
     assert_eq!(
         statuses.iter().filter(|s| **s == 201).count(),
