@@ -20,6 +20,9 @@ while (($#)); do
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+# With RUST_BACKTRACE set, every wasmtime error value (one is made internally
+# on each request) captures a backtrace: measure what production runs.
+unset RUST_BACKTRACE RUST_LIB_BACKTRACE
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
 
 work=$(mktemp -d)
