@@ -122,12 +122,12 @@ say "3. embedded SQLite: profile and sign-in"
 app_port=$(free_port)
 start_latch embedded spin.toml "$app_port" "${common_env[@]}"
 embedded_pid=${pids[-1]}
-rss() { awk '/^VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
-echo "latch up (all components, embedded), idle after start: RSS $(rss "$embedded_pid")"
+status_mib() { awk -v field="$2:" '$1 == field {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; } # PID FIELD
+echo "latch up (all components, embedded), idle after start: RSS $(status_mib "$embedded_pid" VmRSS)"
 token=$(prepare_users "http://127.0.0.1:$app_port")
 wrk_run "GET /user/profile, embedded (c=10)" "http://127.0.0.1:$app_port/user/profile" 10 -H "Authorization: Bearer $token"
 wrk_run "POST /auth/signin, embedded (c=10)" "http://127.0.0.1:$app_port/auth/signin" 10 -s scripts/bench/signin.lua
-echo "latch up (all components, embedded), after the load above: RSS $(rss "$embedded_pid"), peak $(awk '/^VmHWM/ {printf "%.0f MiB", $2/1024}' "/proc/$embedded_pid/status")"
+echo "latch up (all components, embedded), after the load above: RSS $(status_mib "$embedded_pid" VmRSS), peak $(status_mib "$embedded_pid" VmHWM)"
 
 say "4. SQLite Cloud stand-in: round trips, profile and sign-in at 0 and 20 ms"
 standin_port=$(free_port)

@@ -49,7 +49,7 @@ pub struct UpArgs {
     /// Linear memory, in MiB, an instance slot keeps resident for the next
     /// request (only the pages the last one touched are reset). Saves the page
     /// faults of every request; argon2id's 19 MiB block fits in the default.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = latch_runner::engine::DEFAULT_KEEP_RESIDENT_MIB)]
     pub keep_resident_mib: usize,
     /// Seconds to wait for requests in flight at shutdown.
     #[arg(long, default_value_t = 10)]

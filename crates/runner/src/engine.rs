@@ -14,8 +14,13 @@ use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAlloc
 /// How often the epoch advances; request deadlines are counted in these ticks.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
-/// Released instance slots kept warm (with their resident memory) for reuse.
+/// Released instance slots kept warm (with their resident memory) for reuse:
+/// one for each of the service's ten routes and a few for concurrency.
 const MAX_UNUSED_WARM_SLOTS: u32 = 16;
+
+/// Default of [`EngineOptions::keep_resident`], in MiB (`latch up
+/// --keep-resident-mib`): argon2id's 19 MiB block fits.
+pub const DEFAULT_KEEP_RESIDENT_MIB: usize = 32;
 
 /// Engine sizing.
 #[derive(Debug, Clone)]
@@ -38,7 +43,7 @@ impl Default for EngineOptions {
         EngineOptions {
             max_instances: 256,
             memory_limit: 128 << 20,
-            keep_resident: 32 << 20,
+            keep_resident: DEFAULT_KEEP_RESIDENT_MIB << 20,
         }
     }
 }
@@ -60,10 +65,9 @@ pub fn build_engine(options: &EngineOptions) -> anyhow::Result<Engine> {
         .max_memory_size(options.memory_limit)
         .linear_memory_keep_resident(options.keep_resident)
         .table_keep_resident(64 << 10)
-        // Slots released warm keep their resident memory; with wasmtime's
+        // Warm slots keep their resident memory for good; with wasmtime's
         // default (100) a burst spreads over many slots and the process keeps
-        // them all resident. A few per component-sized working set is enough
-        // for the next request to find a warm one.
+        // them all resident.
         .max_unused_warm_slots(MAX_UNUSED_WARM_SLOTS)
         .pagemap_scan(Enabled::Auto);
 
