@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use wasmtime::component::{HasSelf, Linker, Resource};
 
@@ -94,6 +95,13 @@ impl Pool {
         // WAL lets readers proceed while one request writes.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        // Without the query planner stability guarantee SQLite marks any
+        // statement with a join for re-preparation whenever a bound value
+        // changes, so the statement cache would parse and plan every query
+        // again on every request. A plan that would have used a bound value
+        // (a LIKE prefix, STAT4 samples) is only less specialised; results
+        // are the same.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }
@@ -213,8 +221,7 @@ impl wit::HostConnection for SqliteState {
         let telemetry = self.telemetry.clone();
         Ok(telemetry.sqlite(&statement, || {
             let conn = self.connection(&handle)?;
-            // A write may wait on another writer's lock: let tokio move other work off this thread.
-            tokio::task::block_in_place(|| execute(conn, &statement, &parameters))
+            execute(conn, &statement, &parameters)
         }))
     }
 
@@ -251,6 +258,29 @@ impl rusqlite::ToSql for Param<'_> {
 
 fn execute(conn: &rusqlite::Connection, sql: &str, params: &[Value]) -> Result<QueryResult, Error> {
     let mut stmt = conn.prepare_cached(sql).map_err(to_error)?;
+    if may_wait(conn, &stmt, sql) {
+        // It may wait up to the busy timeout: let tokio move this worker's
+        // other tasks to another thread meanwhile. The hand-over costs
+        // context switches, so reads, most statements, skip it.
+        tokio::task::block_in_place(|| run(&mut stmt, params))
+    } else {
+        run(&mut stmt, params)
+    }
+}
+
+/// Whether running `stmt` may wait on another connection's lock. In WAL mode
+/// a read outside a transaction does not; a write, `BEGIN` (which SQLite
+/// counts as read-only although `BEGIN IMMEDIATE` takes the write lock) and
+/// anything inside a transaction (up to its COMMIT) may.
+fn may_wait(conn: &rusqlite::Connection, stmt: &rusqlite::Statement<'_>, sql: &str) -> bool {
+    let begins_transaction = sql
+        .trim_start()
+        .get(..5)
+        .is_some_and(|word| word.eq_ignore_ascii_case("begin"));
+    !conn.is_autocommit() || !stmt.readonly() || begins_transaction
+}
+
+fn run(stmt: &mut rusqlite::Statement<'_>, params: &[Value]) -> Result<QueryResult, Error> {
     let columns: Vec<String> = stmt.column_names().map(String::from).collect();
     let width = columns.len();
     let mut rows = stmt
@@ -277,5 +307,65 @@ fn to_error(e: rusqlite::Error) -> Error {
     match e.sqlite_error_code() {
         Some(rusqlite::ErrorCode::DiskFull) => Error::DatabaseFull,
         _ => Error::Io(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    fn pool() -> (tempfile::TempDir, Arc<Pool>) {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Arc::new(Pool::open(dir.path().join("t.db")).unwrap());
+        (dir, pool)
+    }
+
+    const JOIN: &str = "SELECT s.id, u.name FROM sessions s JOIN users u ON u.id = s.user_id \
+                        WHERE s.id = ? AND s.expires_at > ?";
+
+    #[test]
+    fn a_cached_join_is_not_prepared_again_when_its_values_change() {
+        let (_dir, pool) = pool();
+        let conn = pool.acquire().unwrap();
+        let conn = conn.conn.as_ref().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE users (id TEXT PRIMARY KEY, name TEXT);
+             CREATE TABLE sessions (id TEXT PRIMARY KEY, user_id TEXT, expires_at INTEGER);
+             INSERT INTO users VALUES ('u1', 'Ada');
+             INSERT INTO sessions VALUES ('s1', 'u1', 100), ('s2', 'u1', 200);",
+        )
+        .unwrap();
+        for (session, now) in [("s1", 50), ("s2", 150), ("s1", 60)] {
+            let result = execute(
+                conn,
+                JOIN,
+                &[Value::Text(session.into()), Value::Integer(now)],
+            )
+            .unwrap();
+            assert_eq!(result.rows.len(), 1);
+        }
+        let stmt = conn.prepare_cached(JOIN).unwrap();
+        assert_eq!(stmt.get_status(StatementStatus::RePrepare), 0);
+    }
+
+    #[test]
+    fn only_reads_outside_a_transaction_run_without_hand_over() {
+        let (_dir, pool) = pool();
+        let conn = pool.acquire().unwrap();
+        let conn = conn.conn.as_ref().unwrap();
+        conn.execute_batch("CREATE TABLE t (x INTEGER)").unwrap();
+        let waits = |sql: &str| may_wait(conn, &conn.prepare(sql).unwrap(), sql);
+        assert!(!waits("SELECT x FROM t"));
+        assert!(!waits("  with c AS (SELECT 1) SELECT * FROM c"));
+        assert!(waits("INSERT INTO t VALUES (1)"));
+        assert!(waits("UPDATE t SET x = 2"));
+        assert!(waits("BEGIN IMMEDIATE"));
+        assert!(waits(" begin"));
+        conn.execute_batch("BEGIN").unwrap();
+        assert!(waits("SELECT x FROM t"));
+        assert!(waits("COMMIT"));
+        conn.execute_batch("COMMIT").unwrap();
     }
 }
