@@ -61,30 +61,32 @@ async fn change(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let throttle_key = ThrottleKey::password_check(&claims.sub);
     let policy = ThrottlePolicy::ACCOUNT;
     let attempt = latch_web::new_id()?;
-    let (credentials, counter) = store
+    let refusal = audit::record(
+        ctx,
+        event(AuditKind::PasswordChange, Outcome::Denied).with_reason("locked_out"),
+        now,
+    )?;
+    let check = store
         .begin_password_check(
             &claims.sid,
             &claims.sub,
             (&throttle_key, &policy),
             &attempt,
+            &refusal,
             now,
         )
         .await?
         .ok_or_else(auth::session_ended)?;
-    if !counter.counted {
+    if check.refused {
+        audit::log(ctx, &refusal);
         let retry_after_secs = policy
-            .check(&counter.state, now)
+            .check(&check.counter, now)
             .err()
+            // The lock ended between the attempt and the read.
             .map_or(1, |t| t.retry_after_secs);
-        let refused = audit::record(
-            ctx,
-            event(AuditKind::PasswordChange, Outcome::Denied).with_reason("locked_out"),
-            now,
-        )?;
-        store.record(std::slice::from_ref(&refused)).await?;
-        audit::log(ctx, &refused);
         return Err(ApiError::TooManyRequests { retry_after_secs });
     }
+    let credentials = check.credentials;
     if !verify_password(current, &credentials.password_hash) {
         let mut records = vec![audit::record(
             ctx,
@@ -92,7 +94,7 @@ async fn change(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
                 .with_reason("wrong_current_password"),
             now,
         )?];
-        if counter.state.locked_until > now {
+        if check.counter.locked_until > now {
             records.push(audit::record(
                 ctx,
                 event(AuditKind::Lockout, Outcome::Denied).with_reason("too_many_failures"),

@@ -63,31 +63,26 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     };
 
     let attempt = latch_web::new_id()?;
-    let context = store.begin_signin(&email, throttles, &attempt, now).await?;
+    let refusal = audit::record(
+        ctx,
+        event(AuditKind::Signin, Outcome::Denied).with_reason("locked_out"),
+        now,
+    )?;
+    let context = store
+        .begin_signin(&email, throttles, &attempt, &refusal, now)
+        .await?;
     let counters = std::iter::once((context.account, ThrottlePolicy::ACCOUNT))
         .chain(context.client.map(|c| (c, ThrottlePolicy::CLIENT)));
 
-    // Locked: refused before any password is checked.
-    let locked_for = counters
-        .clone()
-        .filter(|(counter, _)| !counter.counted)
-        .map(|(counter, policy)| {
-            policy
-                .check(&counter.state, now)
-                .err()
-                .map_or(1, |t| t.retry_after_secs)
-        })
-        .max();
-    if let Some(retry_after_secs) = locked_for {
-        let refused = audit::record(
-            ctx,
-            event(AuditKind::Signin, Outcome::Denied).with_reason("locked_out"),
-            now,
-        )?;
-        store
-            .fail_signin(throttles, now, std::slice::from_ref(&refused))
-            .await?;
-        audit::log(ctx, &refused);
+    // Locked: refused before any password is checked; the store recorded it.
+    if context.refused {
+        audit::log(ctx, &refusal);
+        let retry_after_secs = counters
+            .filter_map(|(counter, policy)| policy.check(&counter, now).err())
+            .map(|throttled| throttled.retry_after_secs)
+            .max()
+            // The lock ended between the attempt and the read.
+            .unwrap_or(1);
         return Err(ApiError::TooManyRequests { retry_after_secs });
     }
 
@@ -115,7 +110,7 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         // This attempt was the one that earned a lock.
         if counters
             .clone()
-            .any(|(counter, _)| counter.state.locked_until > now)
+            .any(|(counter, _)| counter.locked_until > now)
         {
             records.push(audit::record(
                 ctx,

@@ -25,6 +25,7 @@ latch_e2e::both_backends!(
     fifty_concurrent_refreshes_of_one_token_rotate_it_once,
     concurrent_duplicate_signups_create_one_account,
     concurrent_password_guesses_cannot_slip_under_the_limit,
+    concurrent_sign_ins_to_one_account_all_succeed,
     concurrent_password_changes_have_one_winner,
     every_audit_event_is_recorded_and_logged,
     logs_and_audit_rows_never_contain_secrets,
@@ -766,6 +767,32 @@ fn concurrent_password_guesses_cannot_slip_under_the_limit(backend: Backend) {
         5
     );
     assert_problem(&svc.signin(&account.email, &account.password), 429);
+}
+
+/// Attempts in flight count against the account's limit, but no lock is
+/// reached here: none may be refused. (SQLite Cloud reads a batch's result
+/// after its COMMIT, when other attempts may already have changed the
+/// counters; whether an attempt was refused must not be read from them.)
+fn concurrent_sign_ins_to_one_account_all_succeed(backend: Backend) {
+    let svc = Service::start_default(backend);
+    let account = svc.create_account();
+    for round in 0..5 {
+        let calls = (0..4)
+            .map(|_| {
+                svc.post("/auth/signin")
+                    .json(&json!({"email": account.email, "password": account.password}))
+            })
+            .collect();
+        let statuses: Vec<u16> = race(calls).iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [200; 4], "round {round}");
+    }
+    assert_eq!(
+        count(
+            &svc.db(),
+            "SELECT count(*) FROM audit_events WHERE event = 'signin' AND outcome = 'success'"
+        ),
+        20
+    );
 }
 
 fn concurrent_password_changes_have_one_winner(backend: Backend) {

@@ -164,37 +164,25 @@ impl Throttles<'_> {
     }
 }
 
-/// A throttle counter as this attempt left it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counter {
-    pub state: ThrottleState,
-    /// Whether this attempt was counted; it is not while the key is locked,
-    /// and then the attempt must be refused without checking a password.
-    pub counted: bool,
-}
-
-impl Counter {
-    /// A key with no row: this attempt was not counted on it because another
-    /// key of the attempt is locked.
-    fn untouched(now: i64) -> Counter {
-        Counter {
-            state: ThrottleState {
-                failures: 0,
-                window_started_at: now,
-                locked_until: 0,
-            },
-            counted: false,
-        }
-    }
-}
-
-/// What a sign-in needs to decide: the user (if the email exists) and the
-/// counters after this attempt was counted.
+/// What a sign-in needs to decide: the user (if the email exists), the
+/// counters after this attempt, and whether it was refused.
 #[derive(Debug, Clone)]
 pub struct SigninContext {
     pub credentials: Option<UserCredentials>,
-    pub account: Counter,
-    pub client: Option<Counter>,
+    pub account: ThrottleState,
+    pub client: Option<ThrottleState>,
+    /// A key was locked before this attempt: it was not counted, its refusal
+    /// is recorded, and no password may be checked.
+    pub refused: bool,
+}
+
+/// What confirming the caller's current password needs to decide.
+#[derive(Debug, Clone)]
+pub struct PasswordCheck {
+    pub credentials: UserCredentials,
+    pub counter: ThrottleState,
+    /// As [`SigninContext::refused`].
+    pub refused: bool,
 }
 
 /// What presenting a refresh token did.
@@ -302,42 +290,39 @@ impl<D: Database> Store<D> {
 
     // --- sign-in ------------------------------------------------------------
 
-    /// Counts this attempt on every throttle counter that is not locked
-    /// (setting the lock the attempt earns, before any password is checked,
-    /// so parallel guesses cannot all slip under the limit) and reads the
-    /// user. One round trip.
+    /// Counts this attempt on every throttle counter (setting the lock the
+    /// attempt earns, before any password is checked, so parallel guesses
+    /// cannot all slip under the limit), or, if one of them is locked,
+    /// counts nothing and records `refusal`; reads the user. One round trip.
     pub async fn begin_signin(
         &self,
         email: &Email,
         throttles: Throttles<'_>,
         attempt_id: &str,
+        refusal: &AuditRecord,
         now: i64,
     ) -> Result<SigninContext, StoreError> {
         let keys: Vec<&ThrottleKey> = throttles.each().map(|(key, _)| key).collect();
-        let writes: Vec<Statement> = throttles
-            .each()
-            .map(|(key, policy)| {
-                let others: Vec<&ThrottleKey> =
-                    keys.iter().copied().filter(|k| *k != key).collect();
-                count_attempt(key, policy, attempt_id, &others, now)
-            })
-            .collect();
+        let mut writes = vec![refuse_if_locked(refusal, &keys, now)];
+        writes.extend(throttles.each().map(|(key, policy)| {
+            let others: Vec<&ThrottleKey> = keys.iter().copied().filter(|k| *k != key).collect();
+            count_attempt(key, policy, attempt_id, &others, now)
+        }));
         let client_key = throttles.client.map(|(key, _)| key.as_str());
+        let (refused, refusal_id) = recorded(refusal, "refused");
         let read = stmt(
             &format!(
                 "SELECT {USER_COLUMNS}, u.password_hash, \
                  ta.failures AS a_failures, ta.window_started_at AS a_window, ta.locked_until AS a_locked, \
-                 ta.last_attempt = ? AS a_counted, \
                  tc.failures AS c_failures, tc.window_started_at AS c_window, tc.locked_until AS c_locked, \
-                 tc.last_attempt = ? AS c_counted \
+                 {refused} \
                  FROM (SELECT 1) one \
                  LEFT JOIN users u ON u.email = ? \
                  LEFT JOIN throttle ta ON ta.key = ? \
                  LEFT JOIN throttle tc ON tc.key = ?"
             ),
             vec![
-                attempt_id.into(),
-                attempt_id.into(),
+                refusal_id,
                 email.as_str().into(),
                 throttles.account.0.as_str().into(),
                 client_key.into(),
@@ -352,15 +337,16 @@ impl<D: Database> Store<D> {
             }),
             None => None,
         };
-        let account = counter(&row, "a")?.unwrap_or_else(|| Counter::untouched(now));
+        let account = counter(&row, "a", now)?;
         let client = match throttles.client {
-            Some(_) => Some(counter(&row, "c")?.unwrap_or_else(|| Counter::untouched(now))),
+            Some(_) => Some(counter(&row, "c", now)?),
             None => None,
         };
         Ok(SigninContext {
             credentials,
             account,
             client,
+            refused: row.flag("refused")?,
         })
     }
 
@@ -677,44 +663,48 @@ impl<D: Database> Store<D> {
     // --- password change -------------------------------------------------------
 
     /// Counts an attempt to confirm the caller's current password (so a
-    /// stolen access token cannot guess it freely) and reads the caller's
-    /// credentials if their session is active. One round trip.
+    /// stolen access token cannot guess it freely), or records `refusal`
+    /// while locked, and reads the caller's credentials if their session is
+    /// active. One round trip.
     pub async fn begin_password_check(
         &self,
         session_id: &str,
         user_id: &str,
         throttle: (&ThrottleKey, &ThrottlePolicy),
         attempt_id: &str,
+        refusal: &AuditRecord,
         now: i64,
-    ) -> Result<Option<(UserCredentials, Counter)>, StoreError> {
+    ) -> Result<Option<PasswordCheck>, StoreError> {
         let (key, policy) = throttle;
-        let write = count_attempt(key, policy, attempt_id, &[], now);
-        let mut params: Vec<Value> = vec![attempt_id.into(), key.as_str().into()];
+        let writes = [
+            refuse_if_locked(refusal, &[key], now),
+            count_attempt(key, policy, attempt_id, &[], now),
+        ];
+        let (refused, refusal_id) = recorded(refusal, "refused");
+        let mut params: Vec<Value> = vec![refusal_id, key.as_str().into()];
         params.extend(active_session_params(session_id, user_id, now));
         let read = stmt(
             &format!(
                 "SELECT {USER_COLUMNS}, u.password_hash, \
                  t.failures AS t_failures, t.window_started_at AS t_window, t.locked_until AS t_locked, \
-                 t.last_attempt = ? AS t_counted \
-                 FROM sessions s JOIN users u ON u.id = s.user_id JOIN throttle t ON t.key = ? \
+                 {refused} \
+                 FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN throttle t ON t.key = ? \
                  WHERE {ACTIVE_SESSION}"
             ),
             params,
         );
-        let rows = self.batch(&[write], Some(&read)).await?;
+        let rows = self.batch(&writes, Some(&read)).await?;
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let counter = counter(&row, "t")?.ok_or_else(|| {
-            StoreError::Shape("the password-check counter was not written".into())
-        })?;
-        Ok(Some((
-            UserCredentials {
+        Ok(Some(PasswordCheck {
+            credentials: UserCredentials {
                 user: user_from(&row)?,
                 password_hash: row.text("password_hash")?.to_string(),
             },
-            counter,
-        )))
+            counter: counter(&row, "t", now)?,
+            refused: row.flag("refused")?,
+        }))
     }
 
     /// Replaces the password hash (only if it is still `old_hash`, so two
@@ -825,18 +815,39 @@ fn stored_key(row: &Row<'_>) -> Result<StoredKey, StoreError> {
     })
 }
 
-fn counter(row: &Row<'_>, prefix: &str) -> Result<Option<Counter>, StoreError> {
+/// A throttle counter as the read found it; a key with no row (never
+/// counted, or cleared since) has counted nothing.
+fn counter(row: &Row<'_>, prefix: &str, now: i64) -> Result<ThrottleState, StoreError> {
     let Some(failures) = row.opt_int(&format!("{prefix}_failures"))? else {
-        return Ok(None);
+        return Ok(ThrottleState {
+            failures: 0,
+            window_started_at: now,
+            locked_until: 0,
+        });
     };
-    Ok(Some(Counter {
-        state: ThrottleState {
-            failures: u32::try_from(failures).unwrap_or(u32::MAX),
-            window_started_at: row.int(&format!("{prefix}_window"))?,
-            locked_until: row.int(&format!("{prefix}_locked"))?,
-        },
-        counted: row.flag(&format!("{prefix}_counted"))?,
-    }))
+    Ok(ThrottleState {
+        failures: u32::try_from(failures).unwrap_or(u32::MAX),
+        window_started_at: row.int(&format!("{prefix}_window"))?,
+        locked_until: row.int(&format!("{prefix}_locked"))?,
+    })
+}
+
+/// Records `refusal` if one of `keys` is locked: first in an attempt's
+/// batch, so it sees the counters before the attempt, exactly when
+/// [`count_attempt`] will not count it. The result is read back by the
+/// event's id: unlike the counters, which concurrent attempts go on changing,
+/// that row belongs to this attempt alone. (SQLite Cloud reads a batch's
+/// result after its COMMIT.)
+fn refuse_if_locked(refusal: &AuditRecord, keys: &[&ThrottleKey], now: i64) -> Statement {
+    let mut params: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
+    params.push(now.into());
+    refusal.insert_if(
+        &format!(
+            "EXISTS (SELECT 1 FROM throttle WHERE key IN ({}) AND locked_until > ?)",
+            vec!["?"; keys.len()].join(", ")
+        ),
+        params,
+    )
 }
 
 /// Counts an attempt on `key` unless it, or one of the attempt's `others`

@@ -17,6 +17,9 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 
 struct Native {
     conn: RefCell<rusqlite::Connection>,
+    /// SQL another request runs between the next batch's COMMIT and its
+    /// read, as SQLite Cloud allows (it reads a batch's result after COMMIT).
+    after_commit: RefCell<Option<String>>,
 }
 
 impl Native {
@@ -43,6 +46,7 @@ impl Native {
         }
         Native {
             conn: RefCell::new(conn),
+            after_commit: RefCell::new(None),
         }
     }
 
@@ -108,6 +112,15 @@ impl Database for &Native {
         then: Option<&Statement>,
     ) -> Result<Rows, StoreError> {
         let conn = self.conn.borrow();
+        if let Some(other) = self.after_commit.borrow_mut().take() {
+            conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
+            for w in writes {
+                Native::run(&conn, w)?;
+            }
+            conn.execute_batch("COMMIT").map_err(err)?;
+            conn.execute_batch(&other).map_err(err)?;
+            return then.map_or(Ok(Rows::default()), |r| Native::run(&conn, r));
+        }
         conn.execute_batch("BEGIN IMMEDIATE").map_err(err)?;
         let outcome = (|| {
             for w in writes {
@@ -144,6 +157,11 @@ fn audit(kind: AuditKind, outcome: Outcome, at: i64) -> AuditRecord {
         event: AuditEvent::new(kind, outcome),
         request_id: Some("req-1".into()),
     }
+}
+
+/// The event an attempt records if a lock refuses it.
+fn refusal(at: i64) -> AuditRecord {
+    audit(AuditKind::Signin, Outcome::Denied, at)
 }
 
 fn sign_up(store: &Store<&Native>, id: &str, email: &str) -> SignupOutcome {
@@ -266,21 +284,22 @@ fn throttle_sql_follows_the_domain_rule() {
     let mut failures_registered = 0;
     for step in 0..40 {
         let attempt = format!("attempt-{step}");
-        let context = block_on(store.begin_signin(&email, throttles, &attempt, now)).unwrap();
+        let context =
+            block_on(store.begin_signin(&email, throttles, &attempt, &refusal(now), now)).unwrap();
         match expected {
             Some(state) if state.locked_until > now => {
                 // Locked: refused before any password check, not counted.
-                assert!(!context.account.counted, "step {step}");
+                assert!(context.refused, "step {step}");
                 assert_eq!(
-                    effective(context.account.state, now),
+                    effective(context.account, now),
                     effective(state, now),
                     "step {step}"
                 );
-                assert!(policy.check(&context.account.state, now).is_err());
+                assert!(policy.check(&context.account, now).is_err());
             }
             _ => {
                 // Counted, with the lock this attempt earns already set.
-                assert!(context.account.counted, "step {step}");
+                assert!(!context.refused, "step {step}");
                 block_on(store.fail_signin(throttles, now, &[])).unwrap();
                 failures_registered += 1;
                 let next = policy.after_failure(expected, now);
@@ -289,7 +308,7 @@ fn throttle_sql_follows_the_domain_rule() {
                     effective(next, now),
                     "step {step} at {now}"
                 );
-                assert_eq!(effective(context.account.state, now), effective(next, now));
+                assert_eq!(effective(context.account, now), effective(next, now));
                 expected = Some(next);
             }
         }
@@ -320,14 +339,16 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         client: Some((&client, &ThrottlePolicy::CLIENT)),
     };
     let store = Store::new(&db);
-    let context = block_on(store.begin_signin(&email, throttles, "attempt-1", 2_000)).unwrap();
+    let context =
+        block_on(store.begin_signin(&email, throttles, "attempt-1", &refusal(2_000), 2_000))
+            .unwrap();
     assert_eq!(store.round_trips(), 1);
     let creds = context.credentials.unwrap();
     assert_eq!(creds.user.id, "u1");
     assert_eq!(creds.user.roles, vec!["user".to_string()]);
-    assert_eq!(context.account.state.failures, 1);
-    assert!(context.account.counted);
-    assert_eq!(context.client.unwrap().state.failures, 1);
+    assert_eq!(context.account.failures, 1);
+    assert!(!context.refused);
+    assert_eq!(context.client.unwrap().failures, 1);
     let (refresh, hash) = token(1);
     let _ = refresh;
     block_on(store.finish_signin(
@@ -372,10 +393,16 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         client: None,
     };
     for i in 0..5 {
-        let c = block_on(store.begin_signin(&ghost, ghost_throttles, &format!("g{i}"), 3_000 + i))
-            .unwrap();
+        let c = block_on(store.begin_signin(
+            &ghost,
+            ghost_throttles,
+            &format!("g{i}"),
+            &refusal(3_000 + i),
+            3_000 + i,
+        ))
+        .unwrap();
         assert!(c.credentials.is_none());
-        assert!(c.account.counted);
+        assert!(!c.refused);
         block_on(store.fail_signin(
             ghost_throttles,
             3_000 + i,
@@ -383,14 +410,25 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         ))
         .unwrap();
     }
-    let locked = block_on(store.begin_signin(&ghost, ghost_throttles, "g-late", 3_010)).unwrap();
-    assert!(!locked.account.counted);
+    let late_refusal = refusal(3_010);
+    let locked =
+        block_on(store.begin_signin(&ghost, ghost_throttles, "g-late", &late_refusal, 3_010))
+            .unwrap();
+    assert!(locked.refused);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM audit_events WHERE id = '{}'",
+            late_refusal.id
+        )),
+        1,
+        "the refusal is recorded in the same round trip"
+    );
     let refused = ThrottlePolicy::ACCOUNT
-        .check(&locked.account.state, 3_010)
+        .check(&locked.account, 3_010)
         .unwrap_err();
     assert_eq!(refused.retry_after_secs, 54);
     assert_eq!(
-        locked.account.state.failures, 5,
+        locked.account.failures, 5,
         "attempts while locked are not counted"
     );
 
@@ -403,10 +441,15 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
     };
     let counted: Vec<bool> = (0..8)
         .map(|i| {
-            block_on(store.begin_signin(&racer, racer_throttles, &format!("r{i}"), 4_000))
-                .unwrap()
-                .account
-                .counted
+            !block_on(store.begin_signin(
+                &racer,
+                racer_throttles,
+                &format!("r{i}"),
+                &refusal(4_000),
+                4_000,
+            ))
+            .unwrap()
+            .refused
         })
         .collect();
     assert_eq!(
@@ -429,9 +472,10 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         account: (&victim_key, &ThrottlePolicy::ACCOUNT),
         client: Some((&blocked_ip, &ThrottlePolicy::CLIENT)),
     };
-    let refused = block_on(store.begin_signin(&victim, both, "v1", 4_100)).unwrap();
-    assert!(!refused.account.counted);
-    assert!(!refused.client.unwrap().counted);
+    let refused =
+        block_on(store.begin_signin(&victim, both, "v1", &refusal(4_100), 4_100)).unwrap();
+    assert!(refused.refused);
+    assert_eq!(refused.client.unwrap().failures, 20, "not counted");
     assert_eq!(
         db.scalar(&format!(
             "SELECT count(*) FROM throttle WHERE key = '{}'",
@@ -439,6 +483,58 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         )),
         0
     );
+}
+
+#[test]
+fn whether_an_attempt_was_refused_survives_other_attempts_after_commit() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "jane@example.com");
+    let email = Email::parse("jane@example.com").unwrap();
+    let account = ThrottleKey::account(&email);
+    let throttles = Throttles {
+        account: (&account, &ThrottlePolicy::ACCOUNT),
+        client: None,
+    };
+    let key = account.as_str();
+    // Between this attempt's COMMIT and its read: another attempt counted
+    // (and took the row's last attempt), a success cleared the counter, or
+    // a fifth failure locked the account. This attempt was counted before
+    // any of them and must not read as refused.
+    for (n, other) in [
+        format!("UPDATE throttle SET failures = failures + 1, last_attempt = 'other' WHERE key = '{key}'"),
+        format!("DELETE FROM throttle WHERE key = '{key}'"),
+        format!("UPDATE throttle SET failures = 5, locked_until = 99999, last_attempt = 'other' WHERE key = '{key}'"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        db.conn.borrow().execute_batch("DELETE FROM throttle").unwrap();
+        *db.after_commit.borrow_mut() = Some(other);
+        let now = 5_000 + i64::try_from(n).unwrap();
+        let context =
+            block_on(store.begin_signin(&email, throttles, &format!("x{n}"), &refusal(now), now))
+                .unwrap();
+        assert!(!context.refused, "case {n}");
+        assert!(context.credentials.is_some());
+    }
+    // And an attempt that met a lock still reads as refused when the lock
+    // is lifted before its read.
+    db.conn
+        .borrow()
+        .execute_batch("DELETE FROM throttle")
+        .unwrap();
+    db.conn
+        .borrow()
+        .execute(
+            "INSERT INTO throttle (key, failures, window_started_at, locked_until) VALUES (?, 5, 6000, 9000)",
+            [key],
+        )
+        .unwrap();
+    *db.after_commit.borrow_mut() = Some(format!("DELETE FROM throttle WHERE key = '{key}'"));
+    let context =
+        block_on(store.begin_signin(&email, throttles, "late", &refusal(6_001), 6_001)).unwrap();
+    assert!(context.refused);
 }
 
 #[test]
@@ -643,23 +739,26 @@ fn profile_update_and_password_change_take_effect_at_once() {
     );
 
     let key = ThrottleKey::password_check("u1");
-    let (creds, counter) = block_on(store.begin_password_check(
+    let check = block_on(store.begin_password_check(
         "s1",
         "u1",
         (&key, &ThrottlePolicy::ACCOUNT),
         "attempt-1",
+        &refusal(5_012),
         5_012,
     ))
     .unwrap()
     .unwrap();
-    assert!(counter.counted);
-    assert_eq!(counter.state.failures, 1);
+    assert!(!check.refused);
+    assert_eq!(check.counter.failures, 1);
+    let creds = check.credentials;
     assert!(
         block_on(store.begin_password_check(
             "s1",
             "intruder",
             (&key, &ThrottlePolicy::ACCOUNT),
             "a2",
+            &refusal(5_012),
             5_012
         ))
         .unwrap()
