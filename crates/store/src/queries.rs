@@ -391,8 +391,8 @@ impl<D: Database> Store<D> {
         self.batch(&writes, None).await.map(drop)
     }
 
-    /// A failed or refused sign-in: records the events (the attempt was
-    /// already counted) and drops counters long past their window. One round trip.
+    /// A failed sign-in: records the events (the attempt was already
+    /// counted) and drops counters long past their window. One round trip.
     pub async fn fail_signin(
         &self,
         throttles: Throttles<'_>,
@@ -412,7 +412,7 @@ impl<D: Database> Store<D> {
         self.batch(&writes, None).await.map(drop)
     }
 
-    /// Records events on their own (e.g. a refused attempt). One round trip.
+    /// Records events on their own (e.g. a wrong current password). One round trip.
     pub async fn record(&self, audits: &[AuditRecord]) -> Result<(), StoreError> {
         let writes: Vec<Statement> = audits.iter().map(AuditRecord::insert).collect();
         self.batch(&writes, None).await.map(drop)
