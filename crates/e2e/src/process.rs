@@ -385,6 +385,13 @@ impl StandIn {
         assert_eq!(status, 200, "queueing faults {faults}: {body}");
     }
 
+    /// Changes the stand-in's settings (`POST /__standin/config`), e.g.
+    /// `{"commit_gap_ms": 20}`.
+    pub fn configure(&self, settings: &serde_json::Value) {
+        let (status, body) = self.post("/__standin/config", Some(&settings.to_string()), false);
+        assert_eq!(status, 200, "configuring {settings}: {body}");
+    }
+
     /// Drops every pending fault.
     pub fn clear_faults(&self) {
         self.control("DELETE", "/__standin/faults");

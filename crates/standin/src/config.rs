@@ -48,6 +48,11 @@ pub struct Dialect {
     pub errors: ErrorFormat,
     /// Added before answering every SQL request (for benchmarks).
     pub latency_ms: u64,
+    /// Paused when a transaction ends in the middle of a request, before the
+    /// request's next statement (for tests). SQLite Cloud runs a batch's
+    /// statements one after another, so other requests may write between
+    /// `COMMIT` and a trailing read; this widens that gap on purpose.
+    pub commit_gap_ms: u64,
 }
 
 /// A partial update of [`Dialect`]; absent fields stay as they are.
@@ -59,6 +64,7 @@ pub struct DialectUpdate {
     pub write_shape: Option<WriteShape>,
     pub errors: Option<ErrorFormat>,
     pub latency_ms: Option<u64>,
+    pub commit_gap_ms: Option<u64>,
 }
 
 impl Dialect {
@@ -74,6 +80,9 @@ impl Dialect {
         }
         if let Some(latency_ms) = update.latency_ms {
             self.latency_ms = latency_ms;
+        }
+        if let Some(commit_gap_ms) = update.commit_gap_ms {
+            self.commit_gap_ms = commit_gap_ms;
         }
     }
 }

@@ -130,8 +130,15 @@ pub fn delete_database(path: &Path) -> Result<bool, std::io::Error> {
 
 /// Runs `sql` (one or several `;`-separated statements) on a fresh connection
 /// that is closed before returning, so an unfinished transaction is rolled
-/// back and nothing spans two requests.
-pub fn execute(path: &Path, sql: &str, binds: &[SqlValue]) -> Result<Outcome, EngineError> {
+/// back and nothing spans two requests. Statements run one after another,
+/// holding no lock between a `COMMIT` and the next statement; `commit_gap`
+/// pauses there, so tests can let other requests in.
+pub fn execute(
+    path: &Path,
+    sql: &str,
+    binds: &[SqlValue],
+    commit_gap: Duration,
+) -> Result<Outcome, EngineError> {
     let started = Instant::now();
     if !path.is_file() {
         return Err(EngineError::UnknownDatabase);
@@ -149,7 +156,11 @@ pub fn execute(path: &Path, sql: &str, binds: &[SqlValue]) -> Result<Outcome, En
         // Prepared one at a time, after the previous one ran: a statement
         // may use a table the previous one created.
         while let Some(mut statement) = batch.next()? {
+            let in_transaction = !conn.is_autocommit();
             last = Some(run(&conn, &mut statement, &[])?);
+            if in_transaction && conn.is_autocommit() && !commit_gap.is_zero() {
+                std::thread::sleep(commit_gap);
+            }
         }
     } else {
         let Some(mut statement) = batch.next()? else {
@@ -223,6 +234,11 @@ fn to_owned_value(value: ValueRef<'_>) -> SqlValue {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    /// Without a commit gap, as the server runs unless configured.
+    fn execute(path: &Path, sql: &str, binds: &[SqlValue]) -> Result<Outcome, EngineError> {
+        super::execute(path, sql, binds, Duration::ZERO)
+    }
 
     struct TempDir(PathBuf);
 

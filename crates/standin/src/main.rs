@@ -20,7 +20,8 @@
 //! Control API (loopback peers only, no auth):
 //! `POST /__standin/faults` (a fault or a list), `GET`/`DELETE /__standin/faults`,
 //! `GET /__standin/stats`, `POST /__standin/stats/reset`,
-//! `GET`/`POST /__standin/config` `{rows?, write_shape?, errors?, latency_ms?}`.
+//! `GET`/`POST /__standin/config` `{rows?, write_shape?, errors?, latency_ms?,
+//! commit_gap_ms?}`.
 //! A fault: `{"kind": "status"|"paused"|"malformed"|"cut"|"latency", "status"?,
 //! "latency_ms"?, "skip": 0, "times": 1, "when"?: "before"|"after", "body"?}`
 //! applies to SQL requests skip+1 ..= skip+times counted from when it was added.
@@ -111,6 +112,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
             write_shape: args.write_shape,
             errors: args.errors,
             latency_ms: 0,
+            commit_gap_ms: 0,
         },
     ));
 

@@ -417,8 +417,10 @@ async fn run_sql(
     };
     let sql_text = request.sql;
     let binds = request.bind;
+    let commit_gap = Duration::from_millis(dialect.commit_gap_ms);
     let result =
-        tokio::task::spawn_blocking(move || engine::execute(&path, &sql_text, &binds)).await;
+        tokio::task::spawn_blocking(move || engine::execute(&path, &sql_text, &binds, commit_gap))
+            .await;
     match result {
         Ok(Ok(outcome)) => (
             200,
@@ -779,6 +781,7 @@ mod tests {
                 write_shape: crate::config::WriteShape::Object,
                 errors: ErrorFormat::Old,
                 latency_ms: 0,
+                commit_gap_ms: 0,
             },
         );
         let check = |value: &str| {

@@ -511,7 +511,7 @@ fn command_line_selects_the_dialect() {
     let config = standin.control("GET", "/__standin/config", None);
     assert_eq!(
         config,
-        json!({"rows": "arrays", "write_shape": "row", "errors": "new", "latency_ms": 0})
+        json!({"rows": "arrays", "write_shape": "row", "errors": "new", "latency_ms": 0, "commit_gap_ms": 0})
     );
     standin.create_database("db");
     let (status, body) = standin.post_sql_raw(

@@ -216,6 +216,33 @@ fn latency_faults_and_timeouts() {
 }
 
 #[test]
+fn a_commit_gap_lets_another_request_write_before_a_batchs_trailing_read() {
+    let standin = std::sync::Arc::new(setup());
+    standin.set_config(json!({"commit_gap_ms": 1000}));
+    let batch = {
+        let standin = standin.clone();
+        std::thread::spawn(move || {
+            standin.run_batch(
+                "db",
+                &[Statement::new("INSERT INTO t (v) VALUES ('batch')")],
+                Some(&Statement::new("SELECT count(*) AS n FROM t")),
+            )
+        })
+    };
+    // Once the batch has committed, another request writes while the batch
+    // waits in the gap; its trailing read then sees that write too.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count(&standin) == 0 {
+        assert!(Instant::now() < deadline, "the batch never committed");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    insert(&standin, "other").unwrap();
+    let result = batch.join().unwrap().unwrap();
+    assert_eq!(result.get(0, "n").and_then(Value::as_i64), Some(2));
+    standin.set_config(json!({"commit_gap_ms": 0}));
+}
+
+#[test]
 fn faults_target_the_kth_request_and_counters_count() {
     let standin = setup();
     standin.control("POST", "/__standin/stats/reset", None);
