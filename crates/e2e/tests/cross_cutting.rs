@@ -624,7 +624,7 @@ fn health_and_ready_are_never_throttled(backend: Backend) {
 }
 
 fn fifty_concurrent_refreshes_of_one_token_rotate_it_once(backend: Backend) {
-    let svc = Service::start_default(backend);
+    let svc = start_for_races(backend);
     let account = svc.create_account();
     let tokens = svc.sign_in(&account);
     let replies = race(
@@ -666,7 +666,7 @@ fn fifty_concurrent_refreshes_of_one_token_rotate_it_once(backend: Backend) {
 }
 
 fn concurrent_duplicate_signups_create_one_account(backend: Backend) {
-    let svc = Service::start_default(backend);
+    let svc = start_for_races(backend);
     let email = unique_email("race");
     let calls = (0..10)
         .map(|i| {
@@ -714,6 +714,17 @@ fn concurrent_duplicate_signups_create_one_account(backend: Backend) {
     );
 }
 
+/// The default service for a race. On SQLite Cloud another request may
+/// write between a batch's COMMIT and its trailing read; the stand-in holds
+/// that gap open for 30 ms so the racing requests do get in.
+fn start_for_races(backend: Backend) -> Service {
+    let svc = Service::start_default(backend);
+    if backend == Backend::Cloud {
+        svc.standin().configure(&json!({"commit_gap_ms": 30}));
+    }
+    svc
+}
+
 /// Sends `calls` all at once (threads released together); returns the replies.
 fn race(calls: Vec<latch_e2e::Call>) -> Vec<Reply> {
     let barrier = Arc::new(Barrier::new(calls.len()));
@@ -731,7 +742,7 @@ fn race(calls: Vec<latch_e2e::Call>) -> Vec<Reply> {
 }
 
 fn concurrent_password_guesses_cannot_slip_under_the_limit(backend: Backend) {
-    let svc = Service::start_default(backend);
+    let svc = start_for_races(backend);
     let account = svc.create_account();
     let calls = (0..12)
         .map(|i| {
@@ -773,12 +784,8 @@ fn concurrent_password_guesses_cannot_slip_under_the_limit(backend: Backend) {
 /// reached here: none may be refused. SQLite Cloud reads a batch's result
 /// after its COMMIT, when other attempts may already have changed the
 /// counters, so whether an attempt was refused must not be read from them.
-/// The stand-in widens that gap so the other attempts do get in.
 fn concurrent_sign_ins_to_one_account_all_succeed(backend: Backend) {
-    let svc = Service::start_default(backend);
-    if backend == Backend::Cloud {
-        svc.standin().configure(&json!({"commit_gap_ms": 30}));
-    }
+    let svc = start_for_races(backend);
     let account = svc.create_account();
     for round in 0..5 {
         let calls = (0..4)
@@ -800,7 +807,7 @@ fn concurrent_sign_ins_to_one_account_all_succeed(backend: Backend) {
 }
 
 fn concurrent_password_changes_have_one_winner(backend: Backend) {
-    let svc = Service::start_default(backend);
+    let svc = start_for_races(backend);
     let account = svc.create_account();
     let sessions: Vec<Tokens> = (0..4).map(|_| svc.sign_in(&account)).collect();
     let passwords: Vec<String> = (0..4).map(|_| unique_password()).collect();
