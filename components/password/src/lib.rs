@@ -88,22 +88,24 @@ async fn change(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     }
     let credentials = check.credentials;
     if !verify_password(current, &credentials.password_hash) {
-        let mut records = vec![audit::record(
+        let failure = audit::record(
             ctx,
             event(AuditKind::PasswordChange, Outcome::Failure)
                 .with_reason("wrong_current_password"),
             now,
-        )?];
-        if check.counter.locked_until > now {
-            records.push(audit::record(
-                ctx,
-                event(AuditKind::Lockout, Outcome::Denied).with_reason("too_many_failures"),
-                now,
-            )?);
-        }
-        store.record(&records).await?;
-        for record in &records {
-            audit::log(ctx, record);
+        )?;
+        let lockout = audit::record(
+            ctx,
+            event(AuditKind::Lockout, Outcome::Denied).with_reason("too_many_failures"),
+            now,
+        )?;
+        // The lock-out is recorded only if this attempt is the one that earned it.
+        let locked_out = store
+            .fail_password_check(&throttle_key, &attempt, &failure, &lockout, now)
+            .await?;
+        audit::log(ctx, &failure);
+        if locked_out {
+            audit::log(ctx, &lockout);
         }
         return Err(ApiError::Forbidden("the current password is incorrect"));
     }

@@ -71,13 +71,12 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let context = store
         .begin_signin(&email, throttles, &attempt, &refusal, now)
         .await?;
-    let counters = std::iter::once((context.account, ThrottlePolicy::ACCOUNT))
-        .chain(context.client.map(|c| (c, ThrottlePolicy::CLIENT)));
 
     // Locked: refused before any password is checked; the store recorded it.
     if context.refused {
         audit::log(ctx, &refusal);
-        let retry_after_secs = counters
+        let retry_after_secs = std::iter::once((context.account, ThrottlePolicy::ACCOUNT))
+            .chain(context.client.map(|c| (c, ThrottlePolicy::CLIENT)))
             .filter_map(|(counter, policy)| policy.check(&counter, now).err())
             .map(|throttled| throttled.retry_after_secs)
             .max()
@@ -102,25 +101,23 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
             (true, true) => "inactive_account",
             (false, true) => "wrong_password",
         };
-        let mut records = vec![audit::record(
+        let failure = audit::record(
             ctx,
             event(AuditKind::Signin, Outcome::Failure).with_reason(reason),
             now,
-        )?];
-        // This attempt was the one that earned a lock.
-        if counters
-            .clone()
-            .any(|(counter, _)| counter.locked_until > now)
-        {
-            records.push(audit::record(
-                ctx,
-                event(AuditKind::Lockout, Outcome::Denied).with_reason("too_many_failures"),
-                now,
-            )?);
-        }
-        store.fail_signin(throttles, now, &records).await?;
-        for record in &records {
-            audit::log(ctx, record);
+        )?;
+        let lockout = audit::record(
+            ctx,
+            event(AuditKind::Lockout, Outcome::Denied).with_reason("too_many_failures"),
+            now,
+        )?;
+        // The lock-out is recorded only if this attempt is the one that earned it.
+        let locked_out = store
+            .fail_signin(throttles, &attempt, &failure, &lockout, now)
+            .await?;
+        audit::log(ctx, &failure);
+        if locked_out {
+            audit::log(ctx, &lockout);
         }
         return Err(ApiError::InvalidCredentials);
     };

@@ -777,6 +777,14 @@ fn concurrent_password_guesses_cannot_slip_under_the_limit(backend: Backend) {
         ),
         5
     );
+    // One lock, earned by one of the five: one lock-out event.
+    assert_eq!(
+        count(
+            &svc.db(),
+            "SELECT count(*) FROM audit_events WHERE event = 'lockout' AND reason = 'too_many_failures'"
+        ),
+        1
+    );
     assert_problem(&svc.signin(&account.email, &account.password), 429);
 }
 

@@ -391,31 +391,65 @@ impl<D: Database> Store<D> {
         self.batch(&writes, None).await.map(drop)
     }
 
-    /// A failed sign-in: records the events (the attempt was already
-    /// counted) and drops counters long past their window. One round trip.
+    /// A failed sign-in: records `failure` (the attempt was already counted),
+    /// and `lockout` if this attempt's count locked one of the keys; drops
+    /// counters long past their window. Returns whether `lockout` was
+    /// recorded. One round trip.
     pub async fn fail_signin(
         &self,
         throttles: Throttles<'_>,
+        attempt_id: &str,
+        failure: &AuditRecord,
+        lockout: &AuditRecord,
         now: i64,
-        audits: &[AuditRecord],
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let longest_window = throttles
             .each()
             .map(|(_, p)| p.window_secs)
             .max()
             .unwrap_or(0);
-        let mut writes = vec![stmt(
-            "DELETE FROM throttle WHERE window_started_at < ? AND locked_until < ?",
-            vec![(now - 2 * longest_window).into(), now.into()],
-        )];
-        writes.extend(audits.iter().map(AuditRecord::insert));
-        self.batch(&writes, None).await.map(drop)
+        let keys: Vec<&ThrottleKey> = throttles.each().map(|(key, _)| key).collect();
+        let writes = [
+            stmt(
+                "DELETE FROM throttle WHERE window_started_at < ? AND locked_until < ?",
+                vec![(now - 2 * longest_window).into(), now.into()],
+            ),
+            failure.insert(),
+            lockout_if_earned(lockout, &keys, attempt_id, now),
+        ];
+        self.recorded_after(&writes, lockout).await
     }
 
-    /// Records events on their own (e.g. a wrong current password). One round trip.
-    pub async fn record(&self, audits: &[AuditRecord]) -> Result<(), StoreError> {
-        let writes: Vec<Statement> = audits.iter().map(AuditRecord::insert).collect();
-        self.batch(&writes, None).await.map(drop)
+    /// A wrong current password: records `failure`, and `lockout` if this
+    /// attempt's count locked the key. Returns whether `lockout` was
+    /// recorded. One round trip.
+    pub async fn fail_password_check(
+        &self,
+        key: &ThrottleKey,
+        attempt_id: &str,
+        failure: &AuditRecord,
+        lockout: &AuditRecord,
+        now: i64,
+    ) -> Result<bool, StoreError> {
+        let writes = [
+            failure.insert(),
+            lockout_if_earned(lockout, &[key], attempt_id, now),
+        ];
+        self.recorded_after(&writes, lockout).await
+    }
+
+    /// Runs `writes` as one batch and reads back whether `audit`, inserted
+    /// conditionally by one of them, was recorded.
+    async fn recorded_after(
+        &self,
+        writes: &[Statement],
+        audit: &AuditRecord,
+    ) -> Result<bool, StoreError> {
+        let (flag, id) = recorded(audit, "recorded");
+        let rows = self
+            .batch(writes, Some(&stmt(&format!("SELECT {flag}"), vec![id])))
+            .await?;
+        first(&rows)?.flag("recorded")
     }
 
     // --- refresh ------------------------------------------------------------
@@ -844,6 +878,29 @@ fn refuse_if_locked(refusal: &AuditRecord, keys: &[&ThrottleKey], now: i64) -> S
     refusal.insert_if(
         &format!(
             "EXISTS (SELECT 1 FROM throttle WHERE key IN ({}) AND locked_until > ?)",
+            vec!["?"; keys.len()].join(", ")
+        ),
+        params,
+    )
+}
+
+/// Records `lockout` if the attempt `attempt_id` locked one of `keys`: a
+/// locked key's row keeps the id of the attempt whose count locked it, since
+/// attempts refused while it is locked leave the row alone. Read after the
+/// password check, this names the one attempt that earned the lock even when
+/// others have come and gone since.
+fn lockout_if_earned(
+    lockout: &AuditRecord,
+    keys: &[&ThrottleKey],
+    attempt_id: &str,
+    now: i64,
+) -> Statement {
+    let mut params: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
+    params.push(attempt_id.into());
+    params.push(now.into());
+    lockout.insert_if(
+        &format!(
+            "EXISTS (SELECT 1 FROM throttle WHERE key IN ({}) AND last_attempt = ? AND locked_until > ?)",
             vec!["?"; keys.len()].join(", ")
         ),
         params,

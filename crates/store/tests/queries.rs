@@ -300,9 +300,19 @@ fn throttle_sql_follows_the_domain_rule() {
             _ => {
                 // Counted, with the lock this attempt earns already set.
                 assert!(!context.refused, "step {step}");
-                block_on(store.fail_signin(throttles, now, &[])).unwrap();
+                let locked_out = block_on(store.fail_signin(
+                    throttles,
+                    &attempt,
+                    &audit(AuditKind::Signin, Outcome::Failure, now),
+                    &audit(AuditKind::Lockout, Outcome::Denied, now),
+                    now,
+                ))
+                .unwrap();
                 failures_registered += 1;
                 let next = policy.after_failure(expected, now);
+                // Exactly the failure that set a lock records the lock-out
+                // (it was not refused, so no earlier lock was running).
+                assert_eq!(locked_out, next.locked_until > now, "step {step}");
                 assert_eq!(
                     effective(raw(), now),
                     effective(next, now),
@@ -403,12 +413,15 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         .unwrap();
         assert!(c.credentials.is_none());
         assert!(!c.refused);
-        block_on(store.fail_signin(
+        let locked_out = block_on(store.fail_signin(
             ghost_throttles,
+            &format!("g{i}"),
+            &audit(AuditKind::Signin, Outcome::Failure, 3_000 + i),
+            &audit(AuditKind::Lockout, Outcome::Denied, 3_000 + i),
             3_000 + i,
-            &[audit(AuditKind::Signin, Outcome::Failure, 3_000 + i)],
         ))
         .unwrap();
+        assert_eq!(locked_out, i == 4, "the fifth failure locks the account");
     }
     let late_refusal = refusal(3_010);
     let locked =
@@ -456,6 +469,22 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         counted,
         vec![true, true, true, true, true, false, false, false]
     );
+    // Their failures, reported in any order: only the fifth attempt, whose
+    // count set the lock, records the lock-out.
+    let locked_out: Vec<bool> = (0..5)
+        .rev()
+        .map(|i| {
+            block_on(store.fail_signin(
+                racer_throttles,
+                &format!("r{i}"),
+                &audit(AuditKind::Signin, Outcome::Failure, 4_000),
+                &audit(AuditKind::Lockout, Outcome::Denied, 4_000),
+                4_000,
+            ))
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(locked_out, vec![true, false, false, false, false]);
 
     // A locked client address refuses the attempt without counting it on the account.
     let victim = Email::parse("victim@example.com").unwrap();
