@@ -303,7 +303,7 @@ impl<D: Database> Store<D> {
         now: i64,
     ) -> Result<SigninContext, StoreError> {
         let keys: Vec<&ThrottleKey> = throttles.each().map(|(key, _)| key).collect();
-        let mut writes = vec![refuse_if_locked(refusal, &keys, now)];
+        let mut writes = vec![record_if_locked(refusal, &keys, None, now)];
         writes.extend(throttles.each().map(|(key, policy)| {
             let others: Vec<&ThrottleKey> = keys.iter().copied().filter(|k| *k != key).collect();
             count_attempt(key, policy, attempt_id, &others, now)
@@ -415,7 +415,7 @@ impl<D: Database> Store<D> {
                 vec![(now - 2 * longest_window).into(), now.into()],
             ),
             failure.insert(),
-            lockout_if_earned(lockout, &keys, attempt_id, now),
+            record_if_locked(lockout, &keys, Some(attempt_id), now),
         ];
         self.recorded_after(&writes, lockout).await
     }
@@ -433,7 +433,7 @@ impl<D: Database> Store<D> {
     ) -> Result<bool, StoreError> {
         let writes = [
             failure.insert(),
-            lockout_if_earned(lockout, &[key], attempt_id, now),
+            record_if_locked(lockout, &[key], Some(attempt_id), now),
         ];
         self.recorded_after(&writes, lockout).await
     }
@@ -711,7 +711,7 @@ impl<D: Database> Store<D> {
     ) -> Result<Option<PasswordCheck>, StoreError> {
         let (key, policy) = throttle;
         let writes = [
-            refuse_if_locked(refusal, &[key], now),
+            record_if_locked(refusal, &[key], None, now),
             count_attempt(key, policy, attempt_id, &[], now),
         ];
         let (refused, refusal_id) = recorded(refusal, "refused");
@@ -866,42 +866,41 @@ fn counter(row: &Row<'_>, prefix: &str, now: i64) -> Result<ThrottleState, Store
     })
 }
 
-/// Records `refusal` if one of `keys` is locked: first in an attempt's
-/// batch, so it sees the counters before the attempt, exactly when
-/// [`count_attempt`] will not count it. The result is read back by the
-/// event's id: unlike the counters, which concurrent attempts go on changing,
-/// that row belongs to this attempt alone. (SQLite Cloud reads a batch's
-/// result after its COMMIT.)
-fn refuse_if_locked(refusal: &AuditRecord, keys: &[&ThrottleKey], now: i64) -> Statement {
-    let mut params: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
-    params.push(now.into());
-    refusal.insert_if(
-        &format!(
-            "EXISTS (SELECT 1 FROM throttle WHERE key IN ({}) AND locked_until > ?)",
-            vec!["?"; keys.len()].join(", ")
-        ),
-        params,
-    )
+/// `?, ?, ...`: one placeholder per value of an `IN (...)` list.
+fn placeholders(count: usize) -> String {
+    vec!["?"; count].join(", ")
 }
 
-/// Records `lockout` if the attempt `attempt_id` locked one of `keys`: a
-/// locked key's row keeps the id of the attempt whose count locked it, since
-/// attempts refused while it is locked leave the row alone. Read after the
-/// password check, this names the one attempt that earned the lock even when
-/// others have come and gone since.
-fn lockout_if_earned(
-    lockout: &AuditRecord,
+/// Records `audit` if one of `keys` is locked (and, with `locked_by`, if
+/// that attempt is the last one counted on the locked row). Whether it was
+/// recorded is read back by the event's id: unlike the counters, which
+/// concurrent attempts go on changing, that row belongs to this attempt
+/// alone (SQLite Cloud reads a batch's result after its COMMIT).
+/// - A refusal: first in an attempt's batch, without `locked_by`, so it sees
+///   the counters before the attempt, exactly when [`count_attempt`] will
+///   not count it.
+/// - A lock-out, after the password check, with `locked_by` set to the
+///   attempt: a locked row keeps the id of the attempt whose count locked
+///   it, since attempts refused while it is locked leave the row alone.
+fn record_if_locked(
+    audit: &AuditRecord,
     keys: &[&ThrottleKey],
-    attempt_id: &str,
+    locked_by: Option<&str>,
     now: i64,
 ) -> Statement {
     let mut params: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
-    params.push(attempt_id.into());
     params.push(now.into());
-    lockout.insert_if(
+    let by_attempt = match locked_by {
+        Some(attempt_id) => {
+            params.push(attempt_id.into());
+            " AND last_attempt = ?"
+        }
+        None => "",
+    };
+    audit.insert_if(
         &format!(
-            "EXISTS (SELECT 1 FROM throttle WHERE key IN ({}) AND last_attempt = ? AND locked_until > ?)",
-            vec!["?"; keys.len()].join(", ")
+            "EXISTS (SELECT 1 FROM throttle WHERE key IN ({}) AND locked_until > ?{by_attempt})",
+            placeholders(keys.len())
         ),
         params,
     )
@@ -930,7 +929,7 @@ pub(crate) fn count_attempt(
         format!(
             "EXISTS (SELECT 1 FROM throttle o WHERE o.key IN ({}) AND o.locked_until > ? \
              AND (o.last_attempt IS NULL OR o.last_attempt <> ?))",
-            vec!["?"; others.len()].join(", ")
+            placeholders(others.len())
         )
     };
     let mut params: Vec<Value> = vec![
