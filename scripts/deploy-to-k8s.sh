@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Spin components, pushes the app as an OCI artefact, creates the Secret from
-# environment variables when it does not exist yet, applies an overlay and waits until
-# every SpinApp's Deployment has rolled out.
+# environment variables when it does not exist yet, applies an overlay (with the
+# per-deploy values: image, host, TLS issuer, ACME contact, database origin) and waits
+# until every SpinApp's Deployment has rolled out.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -10,8 +11,12 @@ source "$SCRIPT_DIR/lib/common.sh"
 
 SECRET_NAME="latch-secrets"
 LOCAL_REGISTRY="localhost:5001" # scripts/setup-kind-cluster.sh
-DEFAULT_TLS_ISSUER="letsencrypt-prod"
-PLACEHOLDER_HOST="latch.example.com" # k8s/components/production
+# The ClusterIssuer this repository defines (k8s/components/production/clusterissuer.yaml)
+# and its placeholders; deploys replace them and refuse to apply them unchanged.
+REPO_TLS_ISSUER="latch-acme"
+DEFAULT_ACME_SERVER="https://acme-v02.api.letsencrypt.org/directory"
+PLACEHOLDER_ACME_EMAIL="acme-contact@example.com"
+PLACEHOLDER_HOST="latch.example.com" # the Ingress files and k8s/base/common/certificate.yaml
 
 usage() {
   cat <<'EOF'
@@ -21,9 +26,18 @@ Usage: scripts/deploy-to-k8s.sh [options]
   --image REF        OCI reference to push and deploy, with a tag or digest.
                      Required for production and split (e.g. ghcr.io/OWNER/latch:<git sha>);
                      local defaults to localhost:5001/latch:dev-<hash of the built wasm>
-  --host HOST        public host name of the Ingress (production, split; or LATCH_HOST)
-  --tls-issuer NAME  cert-manager ClusterIssuer for the Ingress certificate
-                     (production, split; default letsencrypt-prod)
+  --host HOST        public host name of the Ingress and its certificate
+                     (production, split; or LATCH_HOST)
+  --tls-issuer NAME  cert-manager ClusterIssuer that signs the Ingress certificate
+                     (production, split; or LATCH_TLS_ISSUER). Default latch-acme, the
+                     Let's Encrypt (ACME HTTP-01) issuer this repository defines and
+                     applies; any other name must be a ClusterIssuer that already exists,
+                     and latch-acme is then not applied.
+  --acme-email ADDR  contact address of the ACME account (or LATCH_ACME_EMAIL); required
+                     with --tls-issuer latch-acme (Let's Encrypt mails expiry warnings)
+  --acme-server URL  ACME directory for latch-acme (or LATCH_ACME_SERVER); default Let's
+                     Encrypt production. Staging, for trials (untrusted certificates,
+                     far higher rate limits): https://acme-staging-v02.api.letsencrypt.org/directory
   --context NAME     kubectl context (default: kind-latch for local, else the current one)
   --skip-build       do not run `spin build` (CI builds in an earlier job)
   --skip-push        do not run `spin registry push` (the image is already there)
@@ -48,7 +62,9 @@ EOF
 OVERLAY="local"
 IMAGE=""
 HOST="${LATCH_HOST:-}"
-TLS_ISSUER="$DEFAULT_TLS_ISSUER"
+TLS_ISSUER="${LATCH_TLS_ISSUER:-$REPO_TLS_ISSUER}"
+ACME_EMAIL="${LATCH_ACME_EMAIL:-}"
+ACME_SERVER="${LATCH_ACME_SERVER:-$DEFAULT_ACME_SERVER}"
 CONTEXT=""
 SKIP_BUILD=0
 SKIP_PUSH=0
@@ -57,13 +73,15 @@ UPDATE_SECRET=0
 TIMEOUT="5m"
 while (($#)); do
   case "$1" in
-    --overlay | --image | --host | --tls-issuer | --context | --timeout)
+    --overlay | --image | --host | --tls-issuer | --acme-email | --acme-server | --context | --timeout)
       need_value "$@"
       case "$1" in
         --overlay) OVERLAY="$2" ;;
         --image) IMAGE="$2" ;;
         --host) HOST="$2" ;;
         --tls-issuer) TLS_ISSUER="$2" ;;
+        --acme-email) ACME_EMAIL="$2" ;;
+        --acme-server) ACME_SERVER="$2" ;;
         --context) CONTEXT="$2" ;;
         --timeout) TIMEOUT="$2" ;;
       esac
@@ -84,7 +102,7 @@ done
 is_overlay "$OVERLAY" || die "unknown overlay '$OVERLAY' (one of: ${LATCH_OVERLAYS[*]})"
 TIMEOUT_S="$(duration_seconds "$TIMEOUT")"
 if [[ "$OVERLAY" == local ]]; then
-  [[ -z "$HOST" ]] || warn "--host is ignored for the local overlay (it answers on any host)"
+  [[ -z "$HOST" ]] || warn "--host is ignored for the local overlay (its host is localhost)"
   CONTEXT="${CONTEXT:-kind-latch}"
   # The local overlay already renamed the image to the local registry.
   IMAGE_NAME_IN_OVERLAY="$LOCAL_REGISTRY/latch"
@@ -96,6 +114,18 @@ else
   [[ "$HOST" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$ ]] ||
     die "not a DNS host name: $HOST"
   [[ "$TLS_ISSUER" =~ ^[a-z0-9]([-.a-z0-9]*[a-z0-9])?$ ]] || die "not a ClusterIssuer name: $TLS_ISSUER"
+  if [[ "$TLS_ISSUER" == "$REPO_TLS_ISSUER" ]]; then
+    # Checked strictly: both values are written into the deploy overlay's YAML.
+    [[ -n "$ACME_EMAIL" ]] ||
+      die "--acme-email (or LATCH_ACME_EMAIL) is required for the $REPO_TLS_ISSUER issuer; or --tls-issuer NAME for an existing ClusterIssuer"
+    [[ "$ACME_EMAIL" != "$PLACEHOLDER_ACME_EMAIL" ]] || die "$PLACEHOLDER_ACME_EMAIL is the documented placeholder, not a contact"
+    [[ "$ACME_EMAIL" =~ ^[A-Za-z0-9._%+-]+@[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$ ]] ||
+      die "not an email address: $ACME_EMAIL"
+    [[ "$ACME_SERVER" =~ ^https://[a-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*/?$ ]] ||
+      die "--acme-server must be an https:// ACME directory URL, got '$ACME_SERVER'"
+  else
+    [[ -z "$ACME_EMAIL" ]] || warn "--acme-email is ignored: ClusterIssuer $TLS_ISSUER is configured where it was made"
+  fi
   IMAGE_NAME_IN_OVERLAY="latch"
 fi
 if [[ -n "$IMAGE" ]]; then
@@ -119,6 +149,14 @@ check_prerequisites() {
     current="$(kube config current-context 2>/dev/null || true)"
     info "kubectl context: ${KUBE_CONTEXT:-$current}"
     kube version >/dev/null 2>&1 || die "cannot reach the cluster of context ${KUBE_CONTEXT:-$current}"
+    # The Certificate and ClusterIssuer are cert-manager objects: without it the apply
+    # fails half-way ("no matches for kind").
+    kube get crd certificates.cert-manager.io clusterissuers.cert-manager.io >/dev/null 2>&1 ||
+      die "cert-manager is not installed in this cluster (scripts/setup-kind-cluster.sh, docs/k8s-deployment.md)"
+    if [[ "$OVERLAY" != local && "$TLS_ISSUER" != "$REPO_TLS_ISSUER" ]]; then
+      kube get clusterissuer "$TLS_ISSUER" >/dev/null 2>&1 ||
+        die "ClusterIssuer $TLS_ISSUER does not exist; create it, or deploy with the default $REPO_TLS_ISSUER"
+    fi
   fi
 }
 
@@ -181,7 +219,7 @@ relative_path() {
 }
 
 # A kustomization in a temp dir on top of the chosen overlay: the per-deploy values
-# (image, host, database origin) stay out of git.
+# (image, host, TLS issuer and ACME contact, database origin) stay out of git.
 write_deploy_overlay() {
   make_private_dir
   DEPLOY_DIR="$MADE_DIR"
@@ -224,10 +262,41 @@ patches:
       - op: replace
         path: /spec/tls/0/hosts/0
         value: $HOST
+  - target:
+      kind: Certificate
+      name: latch-tls
+    patch: |-
       - op: replace
-        path: /metadata/annotations/cert-manager.io~1cluster-issuer
+        path: /spec/dnsNames/0
+        value: $HOST
+      - op: replace
+        path: /spec/issuerRef/name
         value: $TLS_ISSUER
 EOF
+      if [[ "$TLS_ISSUER" == "$REPO_TLS_ISSUER" ]]; then
+        cat <<EOF
+  - target:
+      kind: ClusterIssuer
+      name: $REPO_TLS_ISSUER
+    patch: |-
+      - op: replace
+        path: /spec/acme/email
+        value: $ACME_EMAIL
+      - op: replace
+        path: /spec/acme/server
+        value: $ACME_SERVER
+EOF
+      else
+        # Another ClusterIssuer signs the certificate: leave ours out of the apply.
+        cat <<EOF
+  - patch: |-
+      \$patch: delete
+      apiVersion: cert-manager.io/v1
+      kind: ClusterIssuer
+      metadata:
+        name: $REPO_TLS_ISSUER
+EOF
+      fi
     fi
   } >"$DEPLOY_DIR/kustomization.yaml"
   info "deploy overlay ($DEPLOY_DIR/kustomization.yaml):"
@@ -242,8 +311,8 @@ render() {
     ((DRY_RUN)) && return 0
     die "the overlay rendered nothing"
   fi
-  if grep -qE "^  image: latch$|$PLACEHOLDER_HOST" "$RENDERED"; then
-    die "the rendered manifests still carry a placeholder image or host"
+  if grep -qE "^  image: latch$|$PLACEHOLDER_HOST|$PLACEHOLDER_ACME_EMAIL" "$RENDERED"; then
+    die "the rendered manifests still carry a placeholder image, host or ACME email"
   fi
   mapfile -t APPS < <(spinapp_names "$RENDERED")
   ((${#APPS[@]})) || die "no SpinApp in the rendered overlay"

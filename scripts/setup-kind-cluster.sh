@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Creates a local kind cluster that runs Spin apps the way production does: the
 # containerd-shim-spin on the node (installed by SpinKube's Runtime Class Manager, with
-# SystemdCgroup = true so pod CPU/memory metrics, and so the HPA, work), cert-manager,
-# the spin-operator CRDs and chart, metrics-server, ingress-nginx, and a local OCI
-# registry for `spin registry push`. Idempotent: run it again to finish or repair a
+# SystemdCgroup = true so pod CPU/memory metrics, and so the HPA, work), cert-manager
+# with the self-signed ClusterIssuer of the local Ingress certificate, the spin-operator
+# CRDs and chart, metrics-server, ingress-nginx, and a local OCI registry for
+# `spin registry push`. Idempotent: run it again to finish or repair a
 # half-made setup; what exists is kept.
 #
 # The SpinAppExecutor is not installed here: the operator looks it up in the SpinApp's
@@ -34,6 +35,9 @@ REGISTRY_PORT="5001" # k8s/overlays/local pushes to localhost:5001
 INGRESS_HTTP_PORT="8080"
 INGRESS_HTTPS_PORT="8443"
 WAIT_TIMEOUT="300s"
+# The issuer of the local Ingress certificate (k8s/overlays/local applies it too).
+LOCAL_ISSUER_FILE="$LATCH_K8S_DIR/overlays/local/clusterissuer.yaml"
+LOCAL_ISSUER="latch-selfsigned"
 
 usage() {
   cat <<EOF
@@ -42,7 +46,7 @@ Usage: scripts/setup-kind-cluster.sh [--name NAME] [--dry-run] [--help]
 Creates (or completes) the kind cluster "$CLUSTER_NAME" for Latch:
   kind $KIND_VERSION, node ${KIND_NODE_IMAGE%@*}
   local registry $REGISTRY_IMAGE on localhost:$REGISTRY_PORT
-  cert-manager $CERT_MANAGER_VERSION
+  cert-manager $CERT_MANAGER_VERSION + ClusterIssuer $LOCAL_ISSUER (self-signed, the local Ingress certificate)
   runtime-class-manager $RUNTIME_CLASS_MANAGER_VERSION + containerd-shim-spin $SHIM_VERSION
     (RuntimeClass wasmtime-spin-v2, SystemdCgroup = true, checked on the node)
   spin-operator $SPIN_OPERATOR_VERSION (CRDs + Helm chart)
@@ -195,11 +199,32 @@ EOF
 }
 
 install_cert_manager() {
-  info "cert-manager $CERT_MANAGER_VERSION (the spin-operator's webhook certificates)"
+  info "cert-manager $CERT_MANAGER_VERSION (the spin-operator's webhook certificates, the Ingress certificate)"
   run kube apply --server-side --force-conflicts \
     -f "https://github.com/cert-manager/cert-manager/releases/download/$CERT_MANAGER_VERSION/cert-manager.yaml"
   run kube -n cert-manager wait --for=condition=Available --timeout="$WAIT_TIMEOUT" \
     deployment/cert-manager deployment/cert-manager-webhook deployment/cert-manager-cainjector
+  install_local_issuer
+}
+
+# The self-signed ClusterIssuer that signs the local Ingress certificate (localhost).
+# cert-manager's webhook often refuses connections for a few seconds after its
+# Deployment is Available (its serving certificate is still being injected), so the
+# first apply is retried; a Ready issuer proves cert-manager works end to end.
+install_local_issuer() {
+  info "ClusterIssuer $LOCAL_ISSUER (${LOCAL_ISSUER_FILE#"$LATCH_ROOT"/})"
+  if ((DRY_RUN)); then
+    run kube apply -f "$LOCAL_ISSUER_FILE"
+  else
+    local i
+    for ((i = 1; ; i++)); do
+      run kube apply -f "$LOCAL_ISSUER_FILE" && break
+      ((i < 12)) || die "cert-manager's webhook did not accept ClusterIssuer $LOCAL_ISSUER"
+      warn "cert-manager's webhook is not answering yet; retrying in 5 s ($i/12)"
+      sleep 5
+    done
+  fi
+  run kube wait --for=condition=Ready --timeout="$WAIT_TIMEOUT" "clusterissuer/$LOCAL_ISSUER"
 }
 
 install_shim() {
@@ -306,4 +331,5 @@ install_metrics_server
 install_ingress_nginx
 
 info "cluster $CLUSTER_NAME is ready (context $KUBE_CONTEXT). Next:"
-printf '  scripts/deploy-to-k8s.sh --overlay local\n  scripts/validate-deployment.sh\n' >&2
+printf '  scripts/deploy-to-k8s.sh --overlay local\n  scripts/validate-deployment.sh --host localhost --http-port %s --https-port %s\n' \
+  "$INGRESS_HTTP_PORT" "$INGRESS_HTTPS_PORT" >&2

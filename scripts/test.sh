@@ -40,6 +40,11 @@ cargo fmt --all --check
 step "lints (clippy, warnings are errors)"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+step "supply chain: cargo deny check bans licenses sources (deny.toml)"
+echo "advisories: NOT checked (the RustSec database is on github.com, which CI cannot reach);" \
+  "with network access run: cargo deny --locked check advisories"
+cargo deny --locked check --hide-inclusion-graph bans licenses sources
+
 step "build: latch, the SQLite Cloud stand-in, and the wasm32-wasip2 components"
 cargo build --locked -p latch -p sqlitecloud-standin
 cargo build --locked --target wasm32-wasip2 --profile wasm "${components[@]}"

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Checks a deployed Latch end to end: every SpinApp Available, its pods Ready, its HPA
-# present and reporting CPU and memory, /health and /ready on every SpinApp, then a
-# sign-up -> sign-in -> profile flow through `kubectl port-forward` with a cookie jar.
+# present and reporting CPU and memory, the Ingress certificate issued (and, given the
+# public host, HTTPS answering with it and HTTP redirecting to it), /health and /ready
+# on every SpinApp, then a sign-up -> sign-in -> profile flow through
+# `kubectl port-forward` with a cookie jar.
 # Exits non-zero on the first failure; the port-forwards it starts are stopped on exit.
 set -euo pipefail
 
@@ -15,9 +17,19 @@ Usage: scripts/validate-deployment.sh [options]
 
   --context NAME      kubectl context (default: the current one)
   --app NAME          SpinApp to check (repeatable; default: every SpinApp in the namespace)
-  --timeout DUR       wait for readiness and HPA metrics at most this long (default 3m)
+  --timeout DUR       wait for readiness, HPA metrics and the certificate at most this long
+                      (default 3m)
+  --host HOST         public host of the Ingress (or LATCH_HOST): also check that
+                      https://HOST/health answers 200 with a certificate curl verifies, and
+                      that http://HOST/health redirects to HTTPS. Without it, only the
+                      Certificate's Ready condition is checked.
+  --http-port N       the Ingress's HTTP port (default 80; the kind cluster: 8080)
+  --https-port N      the Ingress's HTTPS port (default 443; the kind cluster: 8443)
   --dry-run           print the commands instead of running them
   --help              this text
+
+The certificate is verified against the system's CAs, or against the ca.crt of Secret
+latch-tls when cert-manager wrote one (the kind cluster's self-signed issuer does).
 
 Environment:
   LATCH_SMOKE_EMAIL / LATCH_SMOKE_PASSWORD
@@ -28,6 +40,11 @@ EOF
 
 APPS=()
 TIMEOUT="3m"
+HOST="${LATCH_HOST:-}"
+HTTP_PORT=80
+HTTPS_PORT=443
+# Certificate and Secret of the Ingress (k8s/base/common/certificate.yaml).
+TLS_CERTIFICATE="latch-tls"
 while (($#)); do
   case "$1" in
     --context)
@@ -45,12 +62,25 @@ while (($#)); do
       TIMEOUT="$2"
       shift 2
       ;;
+    --host)
+      need_value "$@"
+      HOST="$2"
+      shift 2
+      ;;
+    --http-port | --https-port)
+      need_value "$@"
+      positive_int "$1" "$2"
+      if [[ "$1" == --http-port ]]; then HTTP_PORT="$2"; else HTTPS_PORT="$2"; fi
+      shift 2
+      ;;
     --dry-run) DRY_RUN=1 && shift ;;
     -h | --help) usage && exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
   esac
 done
 TIMEOUT_S="$(duration_seconds "$TIMEOUT")"
+[[ -z "$HOST" || "$HOST" =~ ^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ ]] ||
+  die "not a DNS host name: $HOST"
 NS="$LATCH_NAMESPACE"
 require_tool "$(kubectl_cmd)" "Install kubectl (https://kubernetes.io/docs/tasks/tools/)."
 require_tool curl "Install curl."
@@ -115,6 +145,59 @@ check_hpa() {
   kube -n "$NS" describe hpa "$hpa" >&2 || true
   fail "hpa/$hpa reports no CPU/memory utilisation after $TIMEOUT; check metrics-server and the \
 shim's SystemdCgroup = true (docs/hpa-testing.md)"
+}
+
+# ------------------------------------------------------------------- TLS at the edge
+
+# url_with_port SCHEME PORT PATH: the public URL, with the port only when not default.
+url_with_port() {
+  local scheme="$1" port="$2" default=80
+  [[ "$scheme" == https ]] && default=443
+  if ((port == default)); then
+    printf '%s://%s%s' "$scheme" "$HOST" "$3"
+  else
+    printf '%s://%s:%s%s' "$scheme" "$HOST" "$port" "$3"
+  fi
+}
+
+# The Certificate must be issued (an unissued one leaves nginx on its self-signed
+# default certificate); with --host, HTTPS must answer with it and HTTP must redirect.
+check_tls() {
+  info "Certificate $TLS_CERTIFICATE issued (cert-manager condition Ready)"
+  if ! run kube -n "$NS" wait "certificate/$TLS_CERTIFICATE" --for=condition=Ready --timeout="${TIMEOUT_S}s"; then
+    kube -n "$NS" describe "certificate/$TLS_CERTIFICATE" >&2 || true
+    kube -n "$NS" get certificaterequests,orders,challenges >&2 || true
+    fail "Certificate $TLS_CERTIFICATE is not Ready (ACME: see the challenges above and docs/k8s-deployment.md, \"TLS\")"
+  fi
+  if [[ -z "$HOST" ]]; then
+    info "no --host (LATCH_HOST): the public HTTPS and redirect checks are skipped"
+    return 0
+  fi
+  local https_url http_url ca_args=() code location
+  https_url="$(url_with_port https "$HTTPS_PORT" /health)"
+  http_url="$(url_with_port http "$HTTP_PORT" /health)"
+  if ((DRY_RUN)); then
+    run kube -n "$NS" get secret "$TLS_CERTIFICATE" -o 'jsonpath={.data.ca\.crt}'
+    run curl --silent --show-error --max-time 20 "$https_url"
+    run curl --silent --show-error --max-time 20 -o /dev/null -w '%{http_code} %{redirect_url}' "$http_url"
+    return 0
+  fi
+  # Only the public certificate (ca.crt) is read, never tls.key.
+  kube -n "$NS" get secret "$TLS_CERTIFICATE" -o 'jsonpath={.data.ca\.crt}' | base64 -d >"$WORK/ca.crt" 2>/dev/null || true
+  local trust="the system CAs"
+  if [[ -s "$WORK/ca.crt" ]]; then
+    ca_args=(--cacert "$WORK/ca.crt")
+    trust="ca.crt of Secret $TLS_CERTIFICATE"
+  fi
+  info "GET $https_url (certificate verified against $trust)"
+  code="$(curl --silent --show-error --max-time 20 "${ca_args[@]}" -o "$WORK/body" -w '%{http_code}' \
+    "$https_url" 2>"$WORK/curl.err" || true)"
+  expect "$code" "GET $https_url" 200
+  info "GET $http_url redirects to HTTPS"
+  read -r code location < <(curl --silent --show-error --max-time 20 -o /dev/null \
+    -w '%{http_code} %{redirect_url}\n' "$http_url" 2>"$WORK/curl.err" || true) || true
+  [[ "$code" == 301 || "$code" == 308 ]] && [[ "$location" == "https://$HOST"* ]] ||
+    fail "GET $http_url answered ${code:-nothing} ${location:+-> $location}, expected a redirect to https://$HOST"
 }
 
 # ------------------------------------------------------------------- HTTP
@@ -239,9 +322,10 @@ for app in "${APPS[@]}"; do
   check_app_ready "$app"
   check_hpa "$app"
 done
+check_tls
 smoke_flow
 if ((DRY_RUN)); then
   info "dry run: nothing was checked"
 else
-  info "deployment valid: ${APPS[*]} ready, autoscaled, serving the auth flow"
+  info "deployment valid: ${APPS[*]} ready, autoscaled, certificate issued, serving the auth flow"
 fi

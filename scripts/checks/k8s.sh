@@ -6,8 +6,10 @@
 #   1. render every overlay with kustomize (kubectl on PATH, else a kubectl from PyPI)
 #   2. kubernetes-validate --strict on every built-in object, against Kubernetes 1.30
 #      (the oldest supported) and 1.33
-#   3. every SpinApp / SpinAppExecutor against k8s/schemas/*.schema.json
-#   4. consistency with spin.toml (scripts/checks/k8s_manifests.py)
+#   3. every custom resource against k8s/schemas/*.schema.json: SpinApp and
+#      SpinAppExecutor, and cert-manager's Certificate and (Cluster)Issuer
+#   4. consistency with spin.toml and between objects, TLS on every Ingress included
+#      (scripts/checks/k8s_manifests.py)
 #   5. checkov on k8s/ (raw and kustomize-built), the rendered overlays and
 #      .github/workflows/
 #   6. shellcheck on every shell script, yamllint on every YAML file
@@ -162,7 +164,7 @@ validate_builtin() {
 
 consistency() {
   "$VENV/bin/python" "$SCRIPT_DIR/k8s_manifests.py" check --rendered "$WORK_DIR/rendered" \
-    --repo "$LATCH_ROOT" --tls-overlays production,split
+    --repo "$LATCH_ROOT"
 }
 
 run_checkov() {
@@ -208,10 +210,11 @@ dry_runs() {
     "setup-kind-cluster.sh --dry-run"
     "deploy-to-k8s.sh --dry-run --overlay local"
     "deploy-to-k8s.sh --dry-run --overlay local --embedded-db"
-    "deploy-to-k8s.sh --dry-run --overlay production --image ghcr.io/example/latch:0123abc --host latch.example.net"
-    "deploy-to-k8s.sh --dry-run --overlay split --image ghcr.io/example/latch:0123abc --host latch.example.net --skip-build --update-secret"
+    "deploy-to-k8s.sh --dry-run --overlay production --image ghcr.io/example/latch:0123abc --host latch.example.net --acme-email ops@example.net"
+    "deploy-to-k8s.sh --dry-run --overlay split --image ghcr.io/example/latch:0123abc --host latch.example.net --tls-issuer letsencrypt-prod --skip-build --update-secret"
     "validate-deployment.sh --dry-run"
-    "validate-deployment.sh --dry-run --app latch-credentials --app latch-tokens"
+    "validate-deployment.sh --dry-run --app latch-credentials --app latch-tokens --host latch.example.net"
+    "validate-deployment.sh --dry-run --host localhost --http-port 8080 --https-port 8443"
     "load-test-hpa.sh --dry-run --duration 2m --rate 50"
     "install-spin.sh --dry-run"
   )
@@ -249,7 +252,7 @@ fi
 pick_kubectl
 step "render every overlay with kustomize" render_overlays
 step "kubernetes-validate (strict) on every built-in object" validate_builtin
-step "SpinApp schemas and consistency with spin.toml" consistency
+step "custom resource schemas (SpinApp, cert-manager) and consistency with spin.toml" consistency
 step "checkov on k8s/, the rendered overlays and .github/workflows/" run_checkov
 step "shellcheck on every shell script" run_shellcheck
 step "yamllint on every YAML file" run_yamllint

@@ -9,11 +9,13 @@ jsonschema from scripts/checks/requirements-k8s.txt.
       to its own file, for kubernetes-validate. Custom resources are left out: they have
       no upstream schema, and are checked against k8s/schemas/ by `check` instead.
 
-  k8s_manifests.py check --rendered DIR --repo ROOT [--tls-overlays a,b]
-      1. every SpinApp / SpinAppExecutor validates against k8s/schemas/*.schema.json,
-         and the schemas reject known-bad objects (so a lenient schema cannot pass);
+  k8s_manifests.py check --rendered DIR --repo ROOT
+      1. every custom resource (SpinApp, SpinAppExecutor; cert-manager's Certificate,
+         Issuer, ClusterIssuer) validates against k8s/schemas/*.schema.json, and the
+         schemas reject known-bad objects (so a lenient schema cannot pass);
       2. cross-object consistency (HPA targets, variables vs spin.toml, ConfigMap and
-         Secret keys, routes, probes, selectors, sizing), see the CHECKS below;
+         Secret keys, routes, probes, selectors, sizing, TLS on every Ingress), see
+         consistency_problems below;
       3. the consistency checks themselves catch known-bad mutations.
     Prints one line per check and a closing "N passed, N failed" line.
 """
@@ -33,14 +35,22 @@ from urllib.parse import urlparse
 import yaml
 from jsonschema import Draft202012Validator, FormatChecker
 
-CUSTOM_GROUPS = ("core.spinkube.dev/",)
-# Kinds without a namespace that can appear in a render (k8s/collector brings RBAC).
+CUSTOM_GROUPS = ("core.spinkube.dev/", "cert-manager.io/")
+# Kinds without a namespace that can appear in a render (k8s/collector brings RBAC,
+# the overlays a cert-manager ClusterIssuer).
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition",
-                  "RuntimeClass", "PriorityClass", "StorageClass", "IngressClass"}
+                  "RuntimeClass", "PriorityClass", "StorageClass", "IngressClass", "ClusterIssuer"}
 SCHEMA_FILES = {
     "SpinApp": "spinapp.schema.json",
     "SpinAppExecutor": "spinappexecutor.schema.json",
+    "Certificate": "certificate.schema.json",
+    "Issuer": "issuer.schema.json",
+    "ClusterIssuer": "issuer.schema.json",
 }
+# ingress-nginx's annotations, and cert-manager's ingress-shim annotations (either makes
+# cert-manager create a Certificate for the Ingress's `tls` entries by itself).
+NGINX_ANNOTATION = "nginx.ingress.kubernetes.io/"
+CERT_MANAGER_SHIM_ANNOTATIONS = ("cert-manager.io/cluster-issuer", "cert-manager.io/issuer")
 # The probes hit these paths on every pod (k8s/base/app/spinapp.yaml).
 PROBE_COMPONENTS = ("health", "ready")
 # Routes deliberately not exposed through the Ingress (the kubelet calls them directly).
@@ -143,12 +153,24 @@ class Report:
 
 
 def schema_validators(schema_dir: Path) -> dict[str, Draft202012Validator]:
-    validators = {}
+    validators: dict[str, Draft202012Validator] = {}
+    by_file: dict[str, Draft202012Validator] = {}
     for kind, filename in SCHEMA_FILES.items():
-        schema = json.loads((schema_dir / filename).read_text(encoding="utf-8"))
-        Draft202012Validator.check_schema(schema)
-        validators[kind] = Draft202012Validator(schema, format_checker=FormatChecker())
+        if filename not in by_file:
+            schema = json.loads((schema_dir / filename).read_text(encoding="utf-8"))
+            Draft202012Validator.check_schema(schema)
+            by_file[filename] = Draft202012Validator(schema, format_checker=FormatChecker())
+        validators[kind] = by_file[filename]
     return validators
+
+
+def sample_key(doc: dict) -> str:
+    """Samples for the schema self-test: one per kind, and per issuer type for issuers
+    (the ACME mutations need an ACME issuer, not the local self-signed one)."""
+    kind = doc.get("kind", "?")
+    if kind in ("Issuer", "ClusterIssuer"):
+        return f"{kind}/{next(iter(doc.get('spec') or {'?': None}))}"
+    return kind
 
 
 def schema_errors(validator: Draft202012Validator, doc: dict) -> list[str]:
@@ -181,17 +203,60 @@ def schema_self_test(validators: dict[str, Draft202012Validator], sample: dict[s
             ("OTel headers (the executor has none)", lambda d: d["spec"]["deploymentConfig"]["otel"].update(headers="a=b")),
             ("createDeployment without deploymentConfig", lambda d: d["spec"].pop("deploymentConfig")),
         ],
+        "Certificate": [
+            ("no secretName", lambda d: d["spec"].pop("secretName")),
+            ("no issuerRef", lambda d: d["spec"].pop("issuerRef")),
+            ("an issuerRef kind cert-manager does not have", lambda d: d["spec"]["issuerRef"].update(kind="Issuers")),
+            ("no identity (no dnsNames, commonName, ...)", lambda d: d["spec"].pop("dnsNames")),
+            ("an unknown spec field (`hosts`)", lambda d: d["spec"].update(hosts=["latch.example.com"])),
+            ("renewBefore in days (not a Go duration)", lambda d: d["spec"].update(renewBefore="30d")),
+            ("renewBefore with renewBeforePercentage", lambda d: d["spec"].update(renewBeforePercentage=33)),
+            ("an ECDSA key of 2048 bits", lambda d: d["spec"]["privateKey"].update(algorithm="ECDSA", size=2048)),
+            ("an RSA key of 1024 bits", lambda d: d["spec"]["privateKey"].update(algorithm="RSA", size=1024)),
+            ("an unknown rotationPolicy", lambda d: d["spec"]["privateKey"].update(rotationPolicy="Sometimes")),
+            ("literalSubject with commonName",
+             lambda d: d["spec"].update(literalSubject="CN=latch", commonName="latch")),
+            ("a dnsName with a scheme", lambda d: d["spec"].update(dnsNames=["https://latch.example.com"])),
+        ],
+        "ClusterIssuer/acme": [
+            ("two issuer types", lambda d: d["spec"].update(selfSigned={})),
+            ("no issuer type", lambda d: d.update(spec={})),
+            ("an ACME issuer without privateKeySecretRef", lambda d: d["spec"]["acme"].pop("privateKeySecretRef")),
+            ("an ACME server over plain http",
+             lambda d: d["spec"]["acme"].update(server="http://acme-v02.api.letsencrypt.org/directory")),
+            ("an ACME email that is not an address", lambda d: d["spec"]["acme"].update(email="ops at example.com")),
+            ("skipTLSVerify with a caBundle", lambda d: d["spec"]["acme"].update(skipTLSVerify=True, caBundle="AAAA")),
+            ("a solver with both http01 and dns01",
+             lambda d: d["spec"]["acme"]["solvers"][0].update(dns01={"route53": {"region": "eu-west-1"}})),
+            ("an ingress solver with both class and ingressClassName",
+             lambda d: d["spec"]["acme"]["solvers"][0]["http01"]["ingress"].update(**{"class": "nginx"})),
+            ("an unknown ACME field (`contact`)", lambda d: d["spec"]["acme"].update(contact="ops@example.com")),
+            ("a ClusterIssuer with a namespace", lambda d: d["metadata"].update(namespace="latch")),
+        ],
+        "ClusterIssuer/selfSigned": [
+            ("a selfSigned issuer with an unknown field", lambda d: d["spec"]["selfSigned"].update(isCA=True)),
+            ("a CA issuer without secretName", lambda d: d.update(spec={"ca": {}})),
+        ],
     }
     problems = []
-    for kind, cases in mutations.items():
-        if kind not in sample:
-            problems.append(f"no rendered {kind} to mutate")
+    for key, cases in mutations.items():
+        if key not in sample:
+            problems.append(f"no rendered {key} to mutate")
             continue
+        validator = validators[key.split("/")[0]]
         for label, mutate in cases:
-            doc = copy.deepcopy(sample[kind])
+            doc = copy.deepcopy(sample[key])
             mutate(doc)
-            if not schema_errors(validators[kind], doc):
-                problems.append(f"{kind} schema accepts {label}")
+            if not schema_errors(validator, doc):
+                problems.append(f"{key} schema accepts {label}")
+    # The issuer schema serves Issuer too: a namespaced Issuer with the same spec is valid.
+    for key in ("ClusterIssuer/acme", "ClusterIssuer/selfSigned"):
+        if key in sample:
+            issuer = copy.deepcopy(sample[key])
+            issuer["kind"] = "Issuer"
+            issuer["metadata"]["namespace"] = "latch"
+            problems += [f"the issuer schema rejects a valid Issuer: {e}"
+                         for e in schema_errors(validators["Issuer"], issuer)]
     return problems
 
 
@@ -218,8 +283,13 @@ def served_components(app: dict, spin: SpinManifest) -> set[str]:
     return set(app["spec"].get("components") or spin.components)
 
 
-def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: dict,
-                         tls_required: bool) -> dict[str, list[str]]:
+def host_covered(host: str, names: list[str]) -> bool:
+    """Is `host` one of a certificate's dnsNames, or matched by a `*.` wildcard of it?"""
+    return host in names or any(n.startswith("*.") and "." in host and host.split(".", 1)[1] == n[2:]
+                                for n in names)
+
+
+def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: dict) -> dict[str, list[str]]:
     """Every check, by label; an empty list means it passed."""
     apps = overlay.of_kind("SpinApp")
     hpas = overlay.of_kind("HorizontalPodAutoscaler")
@@ -239,6 +309,11 @@ def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: 
     elif ns_objects and ns_objects != list(namespaces):
         problems.append(f"Namespace object {ns_objects} differs from the objects' namespace {namespaces}")
     namespace = next(iter(namespaces)) if len(namespaces) == 1 else None
+    # kustomize's `namespace:` stamps custom kinds it does not know are cluster-scoped
+    # (a ClusterIssuer): the API server would ignore it, but it shows the overlay is wrong.
+    for doc in overlay.docs:
+        if doc.get("kind") in CLUSTER_SCOPED and doc.get("metadata", {}).get("namespace"):
+            problems.append(f"{ref(doc)} is cluster-scoped but carries namespace {doc['metadata']['namespace']!r}")
     add("every object in one namespace", problems)
 
     # HPA -> the Deployment the operator creates (named after the SpinApp).
@@ -451,10 +526,6 @@ def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: 
         for key in annotations:
             if key.endswith(("/rewrite-target", "/use-regex", "/server-snippet", "/configuration-snippet")):
                 problems.append(f"{ref(ing)} sets {key}: routes must reach Spin unchanged and unscripted")
-        hosts = [rule.get("host") for rule in ing["spec"].get("rules", [])]
-        tls_hosts = [h for t in ing["spec"].get("tls", []) for h in t.get("hosts", [])]
-        if tls_required and (not tls_hosts or sorted(filter(None, hosts)) != sorted(tls_hosts)):
-            problems.append(f"{ref(ing)} needs TLS for exactly its rule hosts (rules {hosts}, tls {tls_hosts})")
         for rule in ing["spec"].get("rules", []):
             for path in rule.get("http", {}).get("paths", []):
                 key = (path["path"], path["pathType"])
@@ -476,6 +547,72 @@ def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: 
     for key in sorted(set(wanted) - set(seen)):
         problems.append(f"public route {key[1]} {key[0]} is not routed by any Ingress")
     add("Ingress routes every public route, exactly, to its SpinApp", problems)
+
+    # TLS at the edge: every Ingress host over HTTPS with a certificate cert-manager
+    # keeps, and plain HTTP redirected.
+    problems = []
+    certificates = overlay.of_kind("Certificate")
+    for ing in ingresses:
+        ns = ing["metadata"].get("namespace")
+        annotations = ing["metadata"].get("annotations", {})
+        rule_hosts = [rule.get("host") for rule in ing["spec"].get("rules", [])]
+        if not all(rule_hosts):
+            problems.append(f"{ref(ing)} has a rule without a host: nginx picks a certificate by host name (SNI), "
+                            "a host-less rule would be served with its self-signed default certificate")
+        tls = ing["spec"].get("tls") or []
+        if not tls:
+            problems.append(f"{ref(ing)} has no `tls`: it would serve the API over plain HTTP")
+        tls_hosts = [h for entry in tls for h in entry.get("hosts", [])]
+        uncovered = sorted(set(filter(None, rule_hosts)) - set(tls_hosts))
+        if tls and uncovered:
+            problems.append(f"{ref(ing)} serves {uncovered} without TLS (tls hosts {tls_hosts})")
+        stray = sorted(set(tls_hosts) - set(rule_hosts))
+        if stray:
+            problems.append(f"{ref(ing)} lists tls hosts {stray} that no rule serves")
+        shim = [a for a in CERT_MANAGER_SHIM_ANNOTATIONS if a in annotations]
+        for entry in tls:
+            secret = entry.get("secretName")
+            if not secret:
+                problems.append(f"{ref(ing)} has a tls entry without secretName: nginx would use its default certificate")
+                continue
+            producers = [c for c in certificates
+                         if c["spec"].get("secretName") == secret and c["metadata"].get("namespace") == ns]
+            if producers and shim:
+                problems.append(f"{ref(ing)} has {shim} and Certificate {name_of(producers[0])} also writes Secret "
+                                f"{secret}: two owners would fight over it (keep one)")
+            elif len(producers) > 1:
+                problems.append(f"Certificates {[name_of(c) for c in producers]} all write Secret {secret}")
+            elif producers:
+                names = producers[0]["spec"].get("dnsNames", [])
+                missing = [h for h in entry.get("hosts", []) if not host_covered(h, names)]
+                if missing:
+                    problems.append(f"{ref(producers[0])} (Secret {secret}) does not cover {missing} "
+                                    f"of {ref(ing)} (its dnsNames: {names})")
+            elif not shim:
+                problems.append(f"{ref(ing)} tls Secret {secret} is written by no Certificate and no cert-manager "
+                                "annotation: nginx would serve its self-signed default certificate")
+        force = annotations.get(f"{NGINX_ANNOTATION}force-ssl-redirect")
+        plain = annotations.get(f"{NGINX_ANNOTATION}ssl-redirect")
+        if force != "true" or plain == "false":
+            problems.append(f"{ref(ing)} does not redirect HTTP to HTTPS (force-ssl-redirect {force!r}, "
+                            f"ssl-redirect {plain!r}; want \"true\" for both)")
+    add("Ingress serves HTTPS only: tls for every host from cert-manager, HTTP redirected", problems)
+
+    # Each Certificate's issuer is rendered with it (an Issuer in its namespace, or a
+    # ClusterIssuer): a missing issuer leaves the Certificate unissued and nginx on its
+    # default certificate. Issuers of other API groups (external issuers) are not ours.
+    problems = []
+    for cert in certificates:
+        issuer_ref = cert["spec"].get("issuerRef", {})
+        if issuer_ref.get("group", "cert-manager.io") != "cert-manager.io":
+            continue
+        kind = issuer_ref.get("kind", "Issuer")
+        found = [i for i in overlay.of_kind(kind) if name_of(i) == issuer_ref.get("name")
+                 and (kind == "ClusterIssuer" or i["metadata"].get("namespace") == cert["metadata"].get("namespace"))]
+        if not found:
+            problems.append(f"{ref(cert)} is issued by {kind} {issuer_ref.get('name')!r}, which this overlay "
+                            "does not render")
+    add("Certificates name an issuer rendered in the overlay", problems)
 
     # NetworkPolicy and PodDisruptionBudget select the right pods.
     problems = []
@@ -555,7 +692,7 @@ def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: 
     return results
 
 
-def consistency_self_test(overlay: Overlay, spin: SpinManifest, template: dict, tls: bool) -> list[str]:
+def consistency_self_test(overlay: Overlay, spin: SpinManifest, template: dict) -> list[str]:
     """Each known-bad mutation of a passing overlay must make the check aimed at it fail."""
 
     def first(kind: str):
@@ -584,6 +721,28 @@ def consistency_self_test(overlay: Overlay, spin: SpinManifest, template: dict, 
                        for peer in rule["to"] if "podSelector" in peer]),
         ("a readiness timeout shorter than a database request", "probes hit",
          lambda docs: first("SpinApp")(docs)["spec"]["checks"]["readiness"].update(timeoutSeconds=1)),
+        ("an Ingress without tls", "Ingress serves HTTPS only",
+         lambda docs: first("Ingress")(docs)["spec"].pop("tls")),
+        ("an Ingress that does not force the HTTPS redirect", "Ingress serves HTTPS only",
+         lambda docs: first("Ingress")(docs)["metadata"]["annotations"].pop(f"{NGINX_ANNOTATION}force-ssl-redirect")),
+        ("an Ingress with ssl-redirect off", "Ingress serves HTTPS only",
+         lambda docs: first("Ingress")(docs)["metadata"]["annotations"].update(
+             {f"{NGINX_ANNOTATION}ssl-redirect": "false"})),
+        ("a rule without a host", "Ingress serves HTTPS only",
+         lambda docs: first("Ingress")(docs)["spec"]["rules"][0].pop("host")),
+        ("a rule host the tls entry does not list", "Ingress serves HTTPS only",
+         lambda docs: first("Ingress")(docs)["spec"]["rules"][0].update(host="other.example.net")),
+        ("a tls Secret no Certificate writes", "Ingress serves HTTPS only",
+         lambda docs: first("Ingress")(docs)["spec"]["tls"][0].update(secretName="latch-tls-old")),
+        ("a Certificate that does not cover the host", "Ingress serves HTTPS only",
+         lambda docs: first("Certificate")(docs)["spec"].update(dnsNames=["elsewhere.example.net"])),
+        ("a Certificate and the ingress-shim annotation for one Secret", "Ingress serves HTTPS only",
+         lambda docs: first("Ingress")(docs)["metadata"]["annotations"].update(
+             {"cert-manager.io/cluster-issuer": "letsencrypt-prod"})),
+        ("a Certificate whose issuer is not rendered", "Certificates name an issuer",
+         lambda docs: first("Certificate")(docs)["spec"]["issuerRef"].update(name="letsencrypt-staging")),
+        ("a ClusterIssuer stamped with a namespace", "every object in one namespace",
+         lambda docs: first("ClusterIssuer")(docs)["metadata"].update(namespace="latch")),
     ]
     problems = []
     has_collector = overlay.find("Deployment", "otel-collector") is not None
@@ -592,7 +751,7 @@ def consistency_self_test(overlay: Overlay, spin: SpinManifest, template: dict, 
             continue  # nothing to miss when the overlay renders no collector
         docs = copy.deepcopy(overlay.docs)
         mutate(docs)
-        results = consistency_problems(Overlay(overlay.name, docs), spin, template, tls)
+        results = consistency_problems(Overlay(overlay.name, docs), spin, template)
         if not any(problems_ for name, problems_ in results.items() if name.startswith(check)):
             problems.append(f"the check '{check}...' accepts {label}")
     return problems
@@ -633,7 +792,6 @@ def cmd_check(args: argparse.Namespace) -> int:
     if len(template_docs) != 1 or template_docs[0].get("kind") != "Secret":
         sys.exit("k8s/secret.yaml.template must hold exactly one Secret")
     template = template_docs[0]
-    tls_overlays = {o for o in args.tls_overlays.split(",") if o}
     report = Report()
 
     overlays = rendered_overlays(Path(args.rendered))
@@ -646,20 +804,20 @@ def cmd_check(args: argparse.Namespace) -> int:
                 if kind not in validators:
                     problems.append(f"{ref(doc)}: no schema for custom kind {kind}")
                     continue
-                samples.setdefault(kind, doc)
+                samples.setdefault(sample_key(doc), doc)
                 problems += [f"{ref(doc)} {e}" for e in schema_errors(validators[kind], doc)]
-        report.check(f"[{overlay.name}] SpinApp/SpinAppExecutor objects match k8s/schemas", problems)
-    report.check("schemas reject known-bad SpinApp/SpinAppExecutor objects", schema_self_test(validators, samples))
+        report.check(f"[{overlay.name}] custom resources (SpinApp, cert-manager) match k8s/schemas", problems)
+    report.check("schemas reject known-bad SpinApp, SpinAppExecutor, Certificate and issuer objects",
+                 schema_self_test(validators, samples))
 
     for overlay in overlays:
-        tls = overlay.name in tls_overlays
-        for label, problems in consistency_problems(overlay, spin, template, tls).items():
+        for label, problems in consistency_problems(overlay, spin, template).items():
             report.check(f"[{overlay.name}] {label}", problems)
     # The mutation test runs on every overlay: each has a different shape (split has two
     # SpinApps), and a check that only fires on one shape is a weak check.
     for overlay in overlays:
         report.check(f"[{overlay.name}] the checks reject known-bad mutations",
-                     consistency_self_test(overlay, spin, template, overlay.name in tls_overlays))
+                     consistency_self_test(overlay, spin, template))
 
     print(f"k8s manifests: {report.passed} passed, {report.failed} failed")
     return 1 if report.failed else 0
@@ -676,8 +834,6 @@ def main() -> int:
     check = sub.add_parser("check", help="schema and consistency checks")
     check.add_argument("--rendered", required=True, help="directory of <overlay>.yaml renders")
     check.add_argument("--repo", required=True, help="repository root (spin.toml, k8s/)")
-    check.add_argument("--tls-overlays", default="production,split",
-                       help="overlays whose Ingress must terminate TLS (comma-separated)")
     check.set_defaults(func=cmd_check)
     args = parser.parse_args()
     return args.func(args)
