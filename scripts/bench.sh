@@ -4,22 +4,34 @@
 #   1. runner overhead: the health component through `latch up` vs a native
 #      hyper server answering the same body;
 #   2. argon2id inside a component vs the same parameters natively;
-#   3. GET /user/profile (10 connections) and POST /auth/signin throughput on
-#      the embedded database;
-#   4. the same through the SQLite Cloud stand-in with 0 ms and 20 ms latency,
-#      and the database round trips each route makes there.
-# Usage: bash scripts/bench.sh [--duration SECONDS]   (default 10)
+#   3. the service under `latch up` and, when a `spin` binary is given, under
+#      the real Spin 3.6.3, one after the other in the same run: sequential
+#      kept-alive /health and profile (the latency tail a Nagle stall makes),
+#      /health at 1 and 10 connections, profile and sign-in at 10 connections
+#      on the embedded database, then profile over the SQLite Cloud stand-in at
+#      0 and 20 ms added latency and sign-in over it; the serving process's RSS
+#      idle and at its peak (Spin: its `spin trigger http` child, not `spin up`);
+#   4. the database round trips each route makes on the stand-in.
+# Usage: bash scripts/bench.sh [--duration SECONDS] [--spin PATH]
+#   --duration  seconds per wrk run (default 10)
+#   --spin      a Spin 3.6.3 binary for the Spin column (default: $SPIN, if set)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 duration=10
+spin=${SPIN:-}
 while (($#)); do
   case "$1" in
     --duration) duration="$2"; shift 2 ;;
-    -h | --help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --spin) spin="$2"; shift 2 ;;
+    -h | --help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
+if [[ -n $spin && ! -x $spin ]]; then
+  echo "--spin $spin is not an executable" >&2
+  exit 2
+fi
 # With RUST_BACKTRACE set, every wasmtime error value (one is made internally
 # on each request) captures a backtrace: measure what production runs.
 unset RUST_BACKTRACE RUST_LIB_BACKTRACE
@@ -28,6 +40,7 @@ command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; ex
 work=$(mktemp -d)
 pids=()
 cleanup() {
+  local pid
   for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$work"
@@ -54,18 +67,26 @@ wait_http() {
   return 1
 }
 
-# wrk_run NAME URL CONNECTIONS [wrk args...]: prints "NAME rps p50 p99".
+# Results of section 3, for the table at the end: results[<row>|<runtime>].
+declare -A results
+rows=()
+record() { # ROW RUNTIME VALUE
+  [[ " ${rows[*]} " == *" $1 "* ]] || rows+=("$1")
+  results["$1|$2"]=$3
+}
+
+# wrk_run NAME URL CONNECTIONS [wrk args...]: prints "NAME rps p50 p99";
+# sets wrk_rps and wrk_p99.
 wrk_run() {
   local name=$1 url=$2 connections=$3
   shift 3
-  local out
+  local out p50 errors
   out=$(wrk -t"$((connections < 2 ? connections : 2))" -c"$connections" -d"${duration}s" --latency "$@" "$url")
-  local rps p50 p99 errors
-  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  wrk_rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  wrk_p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   errors=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
-  printf '%-44s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "${errors:-0}"
+  printf '%-52s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$name" "$wrk_rps" "$p50" "$wrk_p99" "${errors:-0}"
 }
 
 start_latch() { # NAME MANIFEST PORT [env...]: starts latch up, waits for /health
@@ -75,7 +96,37 @@ start_latch() { # NAME MANIFEST PORT [env...]: starts latch up, waits for /healt
     --data-dir "$work/$name" --cache-dir target/bench-cache --no-watch \
     >"$work/$name.log" 2>&1 &
   pids+=($!)
+  serving_pid=$!
   wait_http "http://127.0.0.1:$port/health"
+}
+
+start_spin() { # NAME PORT [env...]: migrates Spin's default database, starts spin up
+  local name=$1 port=$2 state="$work/$1/spin"
+  shift 2
+  mkdir -p "$state"
+  "$bin/latch" migrate --database "$state/sqlite_db.db" >/dev/null
+  env "$@" "$spin" up -f spin.toml --listen "127.0.0.1:$port" --state-dir "$state" \
+    >"$work/$name.log" 2>&1 &
+  pids+=($!)
+  local parent=$! child=''
+  wait_http "http://127.0.0.1:$port/health"
+  # `spin up` serves from a child process (`spin trigger http`); that is what
+  # SpinKube's shim runs in the pod, so that is the process measured.
+  child=$(pgrep -P "$parent" | head -n1)
+  pids+=("$child")
+  serving_pid=$child
+}
+
+status_mib() { awk -v field="$2:" '$1 == field {printf "%.0f", $2/1024}' "/proc/$1/status"; } # PID FIELD
+
+# sequential NAME ADDR PATH [HEADER]: 200 requests on one kept-alive connection.
+sequential() {
+  local name=$1 address=$2 path=$3
+  shift 3
+  local out
+  out=$("$bin/sequential" "$address" "$path" 200 "$@")
+  printf '%-52s %s\n' "$name" "$out"
+  seq_summary=$(sed -E 's/.*p50=([^ ]*) .*p99=([^ ]*) max=([^ ]*) over20ms=([0-9]*)/p50 \1, p99 \2, max \3, over 20 ms: \4/' <<<"$out")
 }
 
 say "1. runner overhead: health component vs native hyper"
@@ -103,6 +154,7 @@ for _ in $(seq 1 40); do
   curl -fs "http://127.0.0.1:$bench_port/argon2" | head -n1
 done | sort -n | awk '{a[NR]=$1/1000; s+=$1/1000} END {printf "argon2id in component: %d hashes, mean %.2f ms, median %.2f ms\n", NR, s/NR, a[int((NR+1)/2)]}'
 wrk_run "latch argon2 component (c=1)" "http://127.0.0.1:$bench_port/argon2" 1
+kill "$serving_pid" 2>/dev/null || true
 
 signing_key="bench:$(python3 -c 'import base64; print(base64.urlsafe_b64encode(bytes(range(32))).decode().rstrip("="))')"
 common_env=(RUST_LOG=warn SPIN_VARIABLE_SIGNING_KEY="$signing_key" SPIN_VARIABLE_COOKIE_SECURE=false)
@@ -118,18 +170,45 @@ prepare_users() { # BASE: signs up bench0..bench19, prints an access token of be
     sed -n 's/^set-cookie: token=\([^;]*\);.*/\1/Ip'
 }
 
-say "3. embedded SQLite: profile and sign-in"
-app_port=$(free_port)
-start_latch embedded spin.toml "$app_port" "${common_env[@]}"
-embedded_pid=${pids[-1]}
-status_mib() { awk -v field="$2:" '$1 == field {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; } # PID FIELD
-echo "latch up (all components, embedded), idle after start: RSS $(status_mib "$embedded_pid" VmRSS)"
-token=$(prepare_users "http://127.0.0.1:$app_port")
-wrk_run "GET /user/profile, embedded (c=10)" "http://127.0.0.1:$app_port/user/profile" 10 -H "Authorization: Bearer $token"
-wrk_run "POST /auth/signin, embedded (c=10)" "http://127.0.0.1:$app_port/auth/signin" 10 -s scripts/bench/signin.lua
-echo "latch up (all components, embedded), after the load above: RSS $(status_mib "$embedded_pid" VmRSS), peak $(status_mib "$embedded_pid" VmHWM)"
+start_service() { # RUNTIME NAME PORT [env...]
+  local runtime=$1 name=$2 port=$3
+  shift 3
+  if [[ $runtime == latch ]]; then
+    start_latch "$name" spin.toml "$port" "$@"
+  else
+    start_spin "$name" "$port" "$@"
+  fi
+}
 
-say "4. SQLite Cloud stand-in: round trips, profile and sign-in at 0 and 20 ms"
+runtimes=(latch)
+[[ -n $spin ]] && runtimes+=(spin)
+
+say "3a. ${runtimes[*]}: embedded SQLite"
+for runtime in "${runtimes[@]}"; do
+  port=$(free_port)
+  start_service "$runtime" "embedded-$runtime" "$port" "${common_env[@]}"
+  pid=$serving_pid
+  record "RSS idle after start (MiB)" "$runtime" "$(status_mib "$pid" VmRSS)"
+  base="http://127.0.0.1:$port"
+  sequential "$runtime: /health, 200 sequential, kept alive" "127.0.0.1:$port" /health
+  record "/health, sequential kept-alive" "$runtime" "$seq_summary"
+  wrk_run "$runtime: /health (c=1)" "$base/health" 1
+  record "/health c=1 (req/s)" "$runtime" "$wrk_rps"
+  wrk_run "$runtime: /health (c=10)" "$base/health" 10
+  record "/health c=10 (req/s)" "$runtime" "$wrk_rps"
+  token=$(prepare_users "$base")
+  sequential "$runtime: profile, embedded, 200 sequential" "127.0.0.1:$port" /user/profile "authorization: Bearer $token"
+  record "profile embedded, sequential kept-alive" "$runtime" "$seq_summary"
+  wrk_run "$runtime: GET /user/profile, embedded (c=10)" "$base/user/profile" 10 -H "Authorization: Bearer $token"
+  record "profile embedded c=10 (req/s)" "$runtime" "$wrk_rps"
+  wrk_run "$runtime: POST /auth/signin, embedded (c=10)" "$base/auth/signin" 10 -s scripts/bench/signin.lua
+  record "sign-in embedded c=10 (req/s)" "$runtime" "$wrk_rps"
+  record "RSS after the embedded load (MiB)" "$runtime" "$(status_mib "$pid" VmRSS)"
+  record "RSS peak (MiB)" "$runtime" "$(status_mib "$pid" VmHWM)"
+  kill "$pid" 2>/dev/null || true
+done
+
+say "3b. ${runtimes[*]}: SQLite Cloud stand-in"
 standin_port=$(free_port)
 "$bin/sqlitecloud-standin" --listen "127.0.0.1:$standin_port" --data-dir "$work/standin" --api-key benchkey >/dev/null 2>"$work/standin.log" &
 pids+=($!)
@@ -137,9 +216,38 @@ wait_http "http://127.0.0.1:$standin_port/v2/health"
 curl -fs -X POST -H 'authorization: Bearer benchkey' "http://127.0.0.1:$standin_port/v2/weblite/latch" >/dev/null
 url="http://127.0.0.1:$standin_port/latch?apikey=benchkey"
 "$bin/latch" migrate --database-url "$url" >&2
-cloud_port=$(free_port)
-start_latch cloud spin.toml "$cloud_port" "${common_env[@]}" SPIN_VARIABLE_DB_TYPE=sqlitecloud \
-  SPIN_VARIABLE_DATABASE_URL="$url" SPIN_VARIABLE_DATABASE_ORIGIN="http://127.0.0.1:$standin_port"
+cloud_env=("${common_env[@]}" SPIN_VARIABLE_DB_TYPE=sqlitecloud SPIN_VARIABLE_DATABASE_URL="$url"
+  SPIN_VARIABLE_DATABASE_ORIGIN="http://127.0.0.1:$standin_port")
+set_latency() {
+  curl -fs -X POST "http://127.0.0.1:$standin_port/__standin/config" -H 'content-type: application/json' \
+    -d "{\"latency_ms\": $1}" >/dev/null
+}
+for runtime in "${runtimes[@]}"; do
+  set_latency 0
+  port=$(free_port)
+  start_service "$runtime" "cloud-$runtime" "$port" "${cloud_env[@]}"
+  pid=$serving_pid
+  base="http://127.0.0.1:$port"
+  token=$(prepare_users "$base")
+  sequential "$runtime: profile, stand-in, 200 sequential" "127.0.0.1:$port" /user/profile "authorization: Bearer $token"
+  record "profile stand-in, sequential kept-alive" "$runtime" "$seq_summary"
+  for latency in 0 20; do
+    set_latency "$latency"
+    wrk_run "$runtime: GET /user/profile, stand-in ${latency} ms (c=10)" "$base/user/profile" 10 -H "Authorization: Bearer $token"
+    record "profile stand-in ${latency} ms c=10 (req/s)" "$runtime" "$wrk_rps"
+  done
+  set_latency 0
+  wrk_run "$runtime: POST /auth/signin, stand-in 0 ms (c=10)" "$base/auth/signin" 10 -s scripts/bench/signin.lua
+  record "sign-in stand-in c=10 (req/s)" "$runtime" "$wrk_rps"
+  if [[ $runtime == latch ]]; then
+    cloud_port=$port
+  else
+    kill "$pid" 2>/dev/null || true
+  fi
+done
+
+say "4. database round trips per route (stand-in, latch up)"
+set_latency 0
 base="http://127.0.0.1:$cloud_port"
 requests() { curl -fs "http://127.0.0.1:$standin_port/__standin/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["sql_requests"])'; }
 count() { # LABEL CURL-ARGS...: HTTP round trips to the database for one request
@@ -150,7 +258,6 @@ count() { # LABEL CURL-ARGS...: HTTP round trips to the database for one request
   after=$(requests)
   printf '%-36s %s\n' "$label" "$((after - before))"
 }
-token=$(prepare_users "$base")
 json=(-H 'content-type: application/json')
 printf '%-36s %s\n' "route" "database round trips"
 count "POST /auth/signup" -X POST "$base/auth/signup" "${json[@]}" -d '{"email":"rt@example.com","password":"correct horse battery","fullName":"Round Trip"}'
@@ -165,8 +272,20 @@ count "POST /auth/signout" -b "$work/jar" -X POST "$base/auth/signout"
 count "GET /.well-known/jwks.json" "$base/.well-known/jwks.json"
 count "GET /ready" "$base/ready"
 count "GET /health" "$base/health"
-for latency in 0 20; do
-  curl -fs -X POST "http://127.0.0.1:$standin_port/__standin/config" -H 'content-type: application/json' -d "{\"latency_ms\": $latency}" >/dev/null
-  wrk_run "GET /user/profile, stand-in ${latency} ms (c=10)" "$base/user/profile" 10 -H "Authorization: Bearer $token"
-  wrk_run "POST /auth/signin, stand-in ${latency} ms (c=10)" "$base/auth/signin" 10 -s scripts/bench/signin.lua
+
+say "summary (section 3; markdown)"
+if [[ -n $spin ]]; then
+  printf '| What | latch up | Spin 3.6.3 | Spin / latch |\n|---|---|---|---|\n'
+else
+  printf '| What | latch up |\n|---|---|\n'
+fi
+for row in "${rows[@]}"; do
+  l=${results["$row|latch"]:-}
+  if [[ -n $spin ]]; then
+    s=${results["$row|spin"]:-}
+    ratio=$(awk -v a="$l" -v b="$s" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && a > 0) printf "%.2fx", b / a; else print "" }')
+    printf '| %s | %s | %s | %s |\n' "$row" "$l" "$s" "$ratio"
+  else
+    printf '| %s | %s |\n' "$row" "$l"
+  fi
 done

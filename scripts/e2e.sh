@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Black-box API tests of Latch (crates/e2e): builds what they run (the `latch`
-# runner, the SQLite Cloud stand-in and the ten route components), then runs
-# every test file against real processes on loopback. Extra arguments go to
-# `cargo test`, e.g.:
+# runner, the SQLite Cloud stand-in and the route components), then runs
+# every test file against real processes on loopback: the components under
+# `latch up`, or under the real Spin when SPIN names a `spin` 3.6.3 binary
+# (docs/local.md). Extra arguments go to `cargo test`, e.g.:
 #
 #   bash scripts/e2e.sh                          # the whole suite
+#   SPIN=/path/to/spin bash scripts/e2e.sh       # the whole suite under Spin
 #   bash scripts/e2e.sh --test faults            # one file
 #   bash scripts/e2e.sh --test routes -- refresh # matching tests of one file
 #
@@ -14,9 +16,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 cargo build -p latch -p sqlitecloud-standin
-cargo build --target wasm32-wasip2 --profile wasm \
-  -p route-health -p route-ready -p route-signup -p route-signin -p route-refresh \
-  -p route-signout -p route-password -p route-sessions -p route-profile -p route-jwks
+components=()
+for dir in components/*/; do
+  components+=(-p "route-$(basename "$dir")")
+done
+cargo build --target wasm32-wasip2 --profile wasm "${components[@]}"
+if [[ -n ${SPIN:-} ]]; then
+  echo "running under the real Spin: $SPIN ($("$SPIN" --version))"
+fi
 
 rm -f target/e2e/round-trips.md
 status=0

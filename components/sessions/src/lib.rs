@@ -12,11 +12,13 @@ use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
 #[spin_sdk::http_component]
 async fn handle(req: IncomingRequest, out: ResponseOutparam) {
-    // The manifest routes `/auth/sessions/...` here; the rest of the path picks the action.
+    // The manifest routes `/auth/sessions/...` here; the rest of the path picks
+    // the action. The runtime's value is the last one (a client may send its own
+    // first: see `latch_web::request::runtime_header`).
     let rest = req
         .headers()
         .get("spin-path-info")
-        .first()
+        .last()
         .map(|v| String::from_utf8_lossy(v).trim_end_matches('/').to_string())
         .unwrap_or_default();
     if rest.is_empty() {

@@ -54,6 +54,12 @@ pub struct UpArgs {
     /// Seconds to wait for requests in flight at shutdown.
     #[arg(long, default_value_t = 10)]
     pub shutdown_grace: u64,
+    /// Faster than Spin, for benchmarks only: set TCP_NODELAY on served and
+    /// outbound connections. Spin 3.6.3 leaves Nagle's algorithm on, so this
+    /// hides the stalls a component that writes its answer in pieces causes in
+    /// production.
+    #[arg(long)]
+    pub bench_tcp_nodelay: bool,
     /// Serve the dashboards' metrics as Prometheus text on this address (GET /metrics).
     /// OTLP export is set with Spin's OTEL_* variables (docs/observability.md).
     #[arg(long, value_name = "ADDR")]
@@ -99,6 +105,7 @@ async fn serve(args: UpArgs) -> anyhow::Result<()> {
             |k| std::env::var(k).ok(),
             args.metrics_listen.is_some(),
         )?,
+        tcp_nodelay: args.bench_tcp_nodelay,
     };
     let manifest_path = args.manifest.clone();
     let app = tokio::task::spawn_blocking(move || App::load(&manifest_path, &load))

@@ -427,3 +427,110 @@ pub(crate) fn raw_exchange(address: &str, request: &[u8]) -> (u16, String) {
         .unwrap_or(0);
     (status, text)
 }
+
+/// One kept-alive HTTP/1.1 connection, used one request at a time, as an
+/// ingress controller uses its upstream connections. It writes each request
+/// in one write and reads each answer whole (by `content-length`, or to the
+/// last chunk), so what it times is the server's doing.
+pub struct KeptAlive {
+    stream: TcpStream,
+    buffered: Vec<u8>,
+}
+
+/// An answer read from a [`KeptAlive`] connection.
+#[derive(Debug)]
+pub struct RawReply {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl KeptAlive {
+    pub fn connect(address: &str) -> KeptAlive {
+        let stream = match TcpStream::connect(address) {
+            Ok(stream) => stream,
+            Err(e) => panic!("connecting to {address}: {e}"),
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        KeptAlive {
+            stream,
+            buffered: Vec::new(),
+        }
+    }
+
+    /// Sends `GET path` with the extra header lines (`name: value`) and reads the answer.
+    pub fn get(&mut self, path: &str, headers: &[&str]) -> RawReply {
+        let mut request = format!("GET {path} HTTP/1.1\r\nhost: localhost\r\n");
+        for header in headers {
+            request.push_str(header);
+            request.push_str("\r\n");
+        }
+        request.push_str("\r\n");
+        if let Err(e) = self.stream.write_all(request.as_bytes()) {
+            panic!("writing the request: {e}");
+        }
+        self.read_reply()
+    }
+
+    /// Reads until `have(buffered)` says how many bytes make up the item.
+    fn fill_until(&mut self, have: impl Fn(&[u8]) -> Option<usize>) -> Vec<u8> {
+        loop {
+            if let Some(n) = have(&self.buffered) {
+                return self.buffered.drain(..n).collect();
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => panic!(
+                    "the server closed the connection mid-answer: {:?}",
+                    String::from_utf8_lossy(&self.buffered)
+                ),
+                Ok(n) => self.buffered.extend_from_slice(&chunk[..n]),
+                Err(e) => panic!("reading the answer: {e}"),
+            }
+        }
+    }
+
+    fn read_reply(&mut self) -> RawReply {
+        let head = self.fill_until(|b| b.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4));
+        let head = String::from_utf8_lossy(&head).into_owned();
+        let status = head
+            .get(9..12)
+            .and_then(|code| code.parse().ok())
+            .unwrap_or_else(|| panic!("no status line: {head:?}"));
+        let header = |name: &str| {
+            head.lines().find_map(|line| {
+                let (key, value) = line.split_once(':')?;
+                key.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| value.trim().to_ascii_lowercase())
+            })
+        };
+        let body = if let Some(length) = header("content-length") {
+            let length: usize = length
+                .parse()
+                .unwrap_or_else(|_| panic!("bad content-length: {head:?}"));
+            self.fill_until(|b| (b.len() >= length).then_some(length))
+        } else if header("transfer-encoding").is_some_and(|t| t.contains("chunked")) {
+            let mut body = Vec::new();
+            loop {
+                let line =
+                    self.fill_until(|b| b.windows(2).position(|w| w == b"\r\n").map(|i| i + 2));
+                let size_text = String::from_utf8_lossy(&line);
+                let size =
+                    usize::from_str_radix(size_text.trim().split(';').next().unwrap_or(""), 16)
+                        .unwrap_or_else(|_| panic!("bad chunk size {size_text:?}"));
+                let chunk = self.fill_until(|b| (b.len() >= size + 2).then_some(size + 2));
+                body.extend_from_slice(&chunk[..size]);
+                if size == 0 {
+                    break;
+                }
+            }
+            body
+        } else {
+            // 204, 304 and the like: no body.
+            Vec::new()
+        };
+        RawReply { status, head, body }
+    }
+}

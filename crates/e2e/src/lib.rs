@@ -2,7 +2,9 @@
 //!
 //! Every test starts real processes and talks HTTP to them on loopback:
 //! `latch up` serving the repository's `spin.toml` (the route components
-//! built for `wasm32-wasip2`), and for the SQLite Cloud backend the
+//! built for `wasm32-wasip2`), or the real Spin's `spin up` when `SPIN`
+//! names a `spin` binary (where the two runtimes legitimately differ, a test
+//! says so through [`runtime`]), and for the SQLite Cloud backend the
 //! `sqlitecloud-standin` with the schema applied by `latch migrate`. Nothing
 //! is mocked: the tests see what a client sees, plus the database file and
 //! the service's log, which they inspect to prove invariants.
@@ -44,10 +46,13 @@ mod client;
 mod data;
 mod process;
 
-pub use client::{Call, Reply, SetCookie, assert_problem, assert_security_headers};
+pub use client::{
+    Call, KeptAlive, RawReply, Reply, SetCookie, assert_problem, assert_security_headers,
+};
 pub use data::{count, invariant_violations, open_database, throttle_key_for_email};
 pub use process::{
-    Options, STANDIN_API_KEY, Service, StandIn, Stream, latch_binary, repo_root, tokens_of,
+    Options, Runtime, STANDIN_API_KEY, Service, StandIn, Stream, latch_binary, repo_root, runtime,
+    tokens_of,
 };
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,5 @@
-//! The processes under test: `latch up` and the SQLite Cloud stand-in, each
+//! The processes under test: the service (`latch up`, or the real Spin's
+//! `spin up` when `SPIN` names a binary) and the SQLite Cloud stand-in, each
 //! owned by a guard that kills it when dropped.
 
 use std::io::{BufRead as _, BufReader, Read};
@@ -113,15 +114,67 @@ fn check_components() {
     });
 }
 
-/// A child process, killed and reaped when dropped.
+/// Which runtime serves the components under test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Runtime {
+    /// `latch up`, this project's runner (the default).
+    Latch,
+    /// The real Spin, `spin up` (SpinKube's shim embeds the same trigger):
+    /// chosen by setting `SPIN` to a `spin` binary.
+    Spin,
+}
+
+/// The runtime this test run uses: [`Runtime::Spin`] when `SPIN` names a binary.
+pub fn runtime() -> Runtime {
+    if spin_binary().is_some() {
+        Runtime::Spin
+    } else {
+        Runtime::Latch
+    }
+}
+
+fn spin_binary() -> Option<PathBuf> {
+    let path = PathBuf::from(std::env::var_os("SPIN").filter(|v| !v.is_empty())?);
+    assert!(
+        path.is_file(),
+        "SPIN={} is not a file (build Spin 3.6.3 as docs/local.md says)",
+        path.display()
+    );
+    Some(path)
+}
+
+/// A child process, killed and reaped when dropped. With `group`, the child
+/// leads its own process group and the whole group is killed: `spin up` runs
+/// the server as a child process (`spin trigger http`) that would outlive it.
 struct ChildGuard {
     child: Child,
+    group: bool,
+}
+
+impl ChildGuard {
+    fn new(child: Child) -> ChildGuard {
+        ChildGuard {
+            child,
+            group: false,
+        }
+    }
+
+    fn kill(&mut self) {
+        if self.group {
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
@@ -186,7 +239,7 @@ fn run_bounded(mut command: Command, timeout: Duration) -> (bool, String, String
             .take()
             .map(|s| Box::new(s) as Box<dyn Read + Send>),
     );
-    let mut guard = ChildGuard { child };
+    let mut guard = ChildGuard::new(child);
     let deadline = Instant::now() + timeout;
     let status = loop {
         match guard.child.try_wait() {
@@ -251,7 +304,7 @@ impl StandIn {
         let (tx, rx) = mpsc::channel();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let guard = ChildGuard { child };
+        let guard = ChildGuard::new(child);
         if let Some(stdout) = stdout {
             let mut tx = Some(tx);
             capture(stdout, Stream::Stdout, lines.clone(), move |line| {
@@ -474,7 +527,7 @@ impl Options {
     }
 }
 
-/// A running `latch up` (and its stand-in), with a client for it.
+/// A running service (`latch up` or `spin up`, and its stand-in), with a client for it.
 ///
 /// Every password, full email address and token its client sends or
 /// receives is remembered; when the service is dropped (at the end of a
@@ -490,6 +543,7 @@ pub struct Service {
     lines: Lines,
     standin: Option<StandIn>,
     backend: Backend,
+    runtime: Runtime,
     secure_cookies: bool,
 }
 
@@ -501,7 +555,6 @@ impl Service {
 
     fn start(mut options: Options) -> Service {
         check_components();
-        let latch = latch_binary();
         let standin = match options.backend {
             Backend::Embedded => None,
             Backend::Cloud => {
@@ -526,20 +579,11 @@ impl Service {
             Ok(dir) => dir,
             Err(e) => panic!("creating a temporary directory: {e}"),
         };
-        let root = repo_root();
-        let mut command = clean_command(&latch);
-        command
-            .current_dir(data_dir.path())
-            .args(["--log-format", "json", "up", "--from"])
-            .arg(root.join("spin.toml"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data_dir.path().join("data"))
-            .arg("--cache-dir")
-            .arg(cache_dir())
-            .arg("--no-watch");
-        if options.no_migrate {
-            command.arg("--no-migrate");
-        }
+        let runtime = runtime();
+        let mut command = match runtime {
+            Runtime::Latch => latch_command(&options, data_dir.path()),
+            Runtime::Spin => spin_command(&options, data_dir.path()),
+        };
         for (name, value) in &options.vars {
             command.env(
                 format!("SPIN_VARIABLE_{}", name.to_ascii_uppercase()),
@@ -560,39 +604,42 @@ impl Service {
 
         let mut child = match command.spawn() {
             Ok(child) => child,
-            Err(e) => panic!("spawning {}: {e}", latch.display()),
+            Err(e) => panic!("spawning {command:?}: {e}"),
         };
         let lines: Lines = Arc::default();
         let stdout = child.stdout.take();
         let stderr = child.stderr.take();
-        let guard = ChildGuard { child };
-        let (tx, rx) = mpsc::channel::<Option<u16>>();
+        let guard = ChildGuard {
+            child,
+            group: runtime == Runtime::Spin,
+        };
+        // The sender lives in the capture threads: when the service exits
+        // early, the channel closes and the wait below ends at once.
+        let (tx, rx) = mpsc::channel::<u16>();
+        let announce = |tx: mpsc::Sender<u16>| {
+            let mut tx = Some(tx);
+            move |line: &str| {
+                if tx.is_some()
+                    && let Some(port) = serving_port(line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(port);
+                }
+            }
+        };
         let mut capture_threads = Vec::new();
         if let Some(stdout) = stdout {
-            capture_threads.push(capture(stdout, Stream::Stdout, lines.clone(), |_| {}));
+            let on_line = announce(tx.clone());
+            capture_threads.push(capture(stdout, Stream::Stdout, lines.clone(), on_line));
         }
         if let Some(stderr) = stderr {
-            let mut tx = Some(tx);
-            // The sender lives in the capture thread: when latch exits
-            // early, the channel closes and the wait below ends at once.
-            capture_threads.push(capture(
-                stderr,
-                Stream::Stderr,
-                lines.clone(),
-                move |line| {
-                    if tx.is_some()
-                        && let Some(port) = serving_port(line)
-                        && let Some(tx) = tx.take()
-                    {
-                        let _ = tx.send(Some(port));
-                    }
-                },
-            ));
+            let on_line = announce(tx);
+            capture_threads.push(capture(stderr, Stream::Stderr, lines.clone(), on_line));
         }
         let port = match rx.recv_timeout(SERVICE_START_TIMEOUT) {
-            Ok(Some(port)) => port,
+            Ok(port) => port,
             _ => panic!(
-                "latch up did not start serving within {SERVICE_START_TIMEOUT:?}:\n{}",
+                "the service ({runtime:?}) did not start serving within {SERVICE_START_TIMEOUT:?}:\n{}",
                 joined(&lines)
             ),
         };
@@ -611,6 +658,7 @@ impl Service {
             lines,
             standin,
             backend: options.backend,
+            runtime,
             secure_cookies,
         };
         service.wait_healthy();
@@ -636,6 +684,11 @@ impl Service {
         self.backend
     }
 
+    /// The runtime serving the components.
+    pub fn runtime(&self) -> Runtime {
+        self.runtime
+    }
+
     /// Whether cookies are expected to carry `Secure` (`cookie_secure`).
     pub fn secure_cookies(&self) -> bool {
         self.secure_cookies
@@ -651,7 +704,7 @@ impl Service {
         &self.address
     }
 
-    /// The process id of `latch up`.
+    /// The process id of the service (`spin up`'s own, not its trigger child's).
     pub fn pid(&self) -> u32 {
         self.guard.child.id()
     }
@@ -692,9 +745,10 @@ impl Service {
 
     /// The database file the service's data is in.
     pub fn db_path(&self) -> PathBuf {
-        match &self.standin {
-            Some(standin) => standin.db_path(),
-            None => self.data_dir.path().join("data/sqlite/default.db"),
+        match (&self.standin, self.runtime) {
+            (Some(standin), _) => standin.db_path(),
+            (None, Runtime::Latch) => self.data_dir.path().join("data/sqlite/default.db"),
+            (None, Runtime::Spin) => spin_database(self.data_dir.path()),
         }
     }
 
@@ -703,8 +757,8 @@ impl Service {
         crate::data::open_database(&self.db_path())
     }
 
-    /// Everything the service (`latch up`) printed so far, stdout and
-    /// stderr, in arrival order.
+    /// Everything the service printed so far, stdout and stderr, in arrival
+    /// order (under Spin: the components' output too, as `spin up` follows it).
     pub fn output(&self) -> String {
         joined(&self.lines)
     }
@@ -745,7 +799,16 @@ impl Service {
     /// warnings). `latch up` logs each guest line as a log record on its
     /// stderr (`target: latch::guest`, `stream: stdout`, message
     /// `[<component>] <line>`); lines on the service's own stdout count too.
+    /// `spin up` copies both of a component's streams to its own stderr,
+    /// unmarked, so under Spin the lines come from its per-component log
+    /// files (`<state-dir>/logs/<component>_stdout.txt`).
     pub fn guest_json_lines(&self) -> Vec<serde_json::Value> {
+        if self.runtime == Runtime::Spin {
+            return spin_guest_stdout(self.data_dir.path())
+                .iter()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .collect();
+        }
         let mut found = Vec::new();
         for (stream, line) in lock(&self.lines).iter() {
             let Ok(record) = serde_json::from_str::<serde_json::Value>(line) else {
@@ -858,9 +921,11 @@ pub fn tokens_of(reply: &Reply) -> Tokens {
     }
 }
 
-/// The port of `latch up`'s `serving http://127.0.0.1:PORT` line (JSON or text).
+/// The port of `latch up`'s `serving http://127.0.0.1:PORT` line (JSON or
+/// text), or of `spin up`'s `Serving http://127.0.0.1:PORT`.
 fn serving_port(line: &str) -> Option<u16> {
-    let rest = &line[line.find("serving http://127.0.0.1:")? + "serving http://127.0.0.1:".len()..];
+    const ANNOUNCED: &str = "erving http://127.0.0.1:";
+    let rest = &line[line.find(ANNOUNCED)? + ANNOUNCED.len()..];
     let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
     digits.parse().ok()
 }
@@ -871,11 +936,90 @@ fn lock_secrets(
     secrets.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// `latch up` serving the repository's manifest from `data_dir`.
+fn latch_command(options: &Options, data_dir: &Path) -> Command {
+    let mut command = clean_command(&latch_binary());
+    command
+        .current_dir(data_dir)
+        .args(["--log-format", "json", "up", "--from"])
+        .arg(repo_root().join("spin.toml"))
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir.join("data"))
+        .arg("--cache-dir")
+        .arg(cache_dir())
+        .arg("--no-watch");
+    if options.no_migrate {
+        command.arg("--no-migrate");
+    }
+    command
+}
+
+/// Spin's state directory of a service.
+fn spin_state_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("spin")
+}
+
+/// Spin's default SQLite database (`<state-dir>/sqlite_db.db`).
+fn spin_database(data_dir: &Path) -> PathBuf {
+    spin_state_dir(data_dir).join("sqlite_db.db")
+}
+
+/// Every line the components wrote to stdout under Spin (its log files).
+fn spin_guest_stdout(data_dir: &Path) -> Vec<String> {
+    let dir = spin_state_dir(data_dir).join("logs");
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    for entry in entries.flatten() {
+        if entry.file_name().to_string_lossy().ends_with("_stdout.txt")
+            && let Ok(text) = std::fs::read_to_string(entry.path())
+        {
+            lines.extend(text.lines().map(str::to_string));
+        }
+    }
+    lines
+}
+
+/// `spin up` serving the repository's manifest, its state in `data_dir`.
+/// Spin applies no migrations: on the embedded backend `latch migrate`
+/// prepares its default database first, as docs/local.md tells users to.
+fn spin_command(options: &Options, data_dir: &Path) -> Command {
+    let Some(spin) = spin_binary() else {
+        panic!("SPIN is not set")
+    };
+    let state = spin_state_dir(data_dir);
+    if let Err(e) = std::fs::create_dir_all(&state) {
+        panic!("creating {}: {e}", state.display());
+    }
+    if options.backend == Backend::Embedded && !options.no_migrate {
+        let mut migrate = clean_command(&latch_binary());
+        migrate
+            .current_dir(repo_root())
+            .arg("migrate")
+            .arg("--from")
+            .arg(repo_root().join("spin.toml"))
+            .arg("--database")
+            .arg(spin_database(data_dir));
+        let (ok, stdout, stderr) = run_bounded(migrate, MIGRATE_TIMEOUT);
+        assert!(ok, "latch migrate failed:\n{stdout}\n{stderr}");
+    }
+    let mut command = clean_command(&spin);
+    command
+        .current_dir(data_dir)
+        .arg("up")
+        .arg("-f")
+        .arg(repo_root().join("spin.toml"))
+        .args(["--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(&state);
+    std::os::unix::process::CommandExt::process_group(&mut command, 0);
+    command
+}
+
 impl Drop for Service {
     fn drop(&mut self) {
         // Stop the service and collect every line it printed.
-        let _ = self.guard.child.kill();
-        let _ = self.guard.child.wait();
+        self.guard.kill();
         for thread in self.capture_threads.drain(..) {
             let _ = thread.join();
         }

@@ -33,7 +33,14 @@ impl SqliteTarget {
                 source,
             })?;
         }
-        Self::from_connection(Connection::open(path)?, path)
+        let conn = Connection::open(path)?;
+        // WAL is a property of the file: every later connection, Spin's own
+        // included (it sets no journal mode), then lets readers proceed while
+        // one request writes, as `latch up` does. In the default rollback
+        // journal, a reader blocks a writer, and under load Spin answered
+        // "database is locked" where latch (WAL) did not.
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        Self::from_connection(conn, path)
     }
 
     /// Opens an existing file without creating anything (for a status).

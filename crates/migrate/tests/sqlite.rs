@@ -304,3 +304,20 @@ fn a_missing_file_and_a_gap_are_refused() {
     );
     assert!(err.to_string().contains("0003_c.sql"), "{err}");
 }
+
+#[test]
+fn a_migrated_file_is_left_in_wal_mode_for_every_later_connection() {
+    // Spin opens the file with SQLite's defaults: the journal mode must come
+    // from the file itself.
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("spin/sqlite_db.db");
+    let migrations = tmp.path().join("migrations");
+    copy_repo_migrations(&migrations);
+    let (result, _) = run(&db, &migrations);
+    result.unwrap();
+    let later = Connection::open(&db).unwrap();
+    let mode: String = later
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+}

@@ -11,6 +11,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine::{ComponentCache, EngineOptions, LoadedFrom, Runtime, WasmDigest};
+use crate::host::outbound_http::OutboundClient;
 use crate::host::sqlite::Databases;
 use crate::host::stdio::GuestLog;
 use crate::host::{self, ComponentHost, ConfigureContext, InstanceState, limits::LimitsConfig};
@@ -30,6 +31,10 @@ pub struct LoadOptions {
     pub cache_dir: Option<PathBuf>,
     /// Spans, metrics and log records to produce (none by default).
     pub telemetry: TelemetryConfig,
+    /// Set `TCP_NODELAY` on served and outbound connections. Spin 3.6.3 does
+    /// not, so this hides the Nagle stalls production would show: for
+    /// benchmarks only (`latch up --bench-tcp-nodelay`).
+    pub tcp_nodelay: bool,
 }
 
 /// A component compiled, linked and pre-instantiated.
@@ -87,6 +92,8 @@ pub struct App {
     /// Exporters and in-process series; call [`Telemetry::shutdown`] at exit
     /// to flush what is buffered.
     pub telemetry: Telemetry,
+    /// See [`LoadOptions::tcp_nodelay`].
+    pub tcp_nodelay: bool,
 }
 
 impl App {
@@ -119,9 +126,11 @@ impl App {
             Databases::open(&options.data_dir, &manifest).context("opening SQLite databases")?;
         let telemetry = Telemetry::start(&options.telemetry, &manifest.application.name)
             .context("starting telemetry")?;
+        let outbound = OutboundClient::new(options.tcp_nodelay);
         let context = ConfigureContext {
             variables,
             databases: &databases,
+            outbound: &outbound,
             limits: LimitsConfig {
                 memory_bytes: options.engine.memory_limit,
             },
@@ -181,6 +190,7 @@ impl App {
             slots,
             databases,
             telemetry,
+            tcp_nodelay: options.tcp_nodelay,
         })
     }
 

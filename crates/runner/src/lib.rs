@@ -12,6 +12,7 @@
 pub mod app;
 pub mod check;
 pub mod engine;
+pub mod handover;
 pub mod host;
 pub mod manifest;
 pub mod router;

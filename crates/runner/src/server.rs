@@ -20,6 +20,7 @@ use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::{App, ComponentSlot};
 use crate::engine::EPOCH_TICK;
+use crate::handover::hand_over;
 use crate::router::RouteMatch;
 use crate::telemetry::ServerSpan;
 
@@ -84,7 +85,10 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
+        // Spin 3.6.3 leaves Nagle on; so does latch, unless told to be faster.
+        if trigger.app.tcp_nodelay {
+            let _ = stream.set_nodelay(true);
+        }
         let trigger = trigger.clone();
         let service = hyper::service::service_fn(move |req| {
             let trigger = trigger.clone();
@@ -290,6 +294,16 @@ impl Trigger {
         span: &ServerSpan,
     ) -> Result<Response<HyperOutgoingBody>, Failure> {
         let (mut parts, body) = req.into_parts();
+        // Spin 3.6.3 passes header values to a component as text and fails the
+        // whole request when one is not UTF-8: 500 with an empty body, before
+        // any component runs. Production answers so; latch does too.
+        if parts
+            .headers
+            .values()
+            .any(|value| std::str::from_utf8(value.as_bytes()).is_err())
+        {
+            return Ok(plain(StatusCode::INTERNAL_SERVER_ERROR, ""));
+        }
         if let Some(length) = parts.headers.get(CONTENT_LENGTH)
             && length
                 .to_str()
@@ -369,10 +383,14 @@ impl Trigger {
             .http()
             .new_incoming_request(Scheme::Http, request)
             .map_err(|e| Failure::Internal(e.to_string()))?;
+        // Called inside the guest's `response-outparam.set`: the head goes out
+        // with what the body holds at that moment, or alone (as Spin may send it).
         let outparam = store
             .data_mut()
             .http()
-            .new_response_outparam(sender)
+            .new_response_outparam_from_callback(move |response| {
+                let _ = sender.send(response.map(|r| r.map(|b| hand_over(b).boxed_unsync())));
+            })
             .map_err(|e| Failure::Internal(e.to_string()))?;
 
         // The guest runs in its own task: it may keep streaming the body after
@@ -435,27 +453,20 @@ fn too_large(limit: usize) -> Response<HyperOutgoingBody> {
     )
 }
 
-/// The `spin-*` headers Spin gives a component. Any `spin-*` header the
-/// client sent is removed first: they are the runtime's to set (a client must
-/// not choose its own `spin-client-addr`).
+/// The `spin-*` headers Spin gives a component, appended as Spin 3.6.3 does:
+/// after any `spin-*` header of the same name the client sent, which stays.
+/// So a component must take the last value (a client must not choose its own
+/// `spin-client-addr`); latch keeps the forgery in place to show what Spin shows.
 fn set_spin_headers(
     headers: &mut HeaderMap,
     matched: &RouteMatch<'_, Arc<ComponentSlot>>,
     full_url: &str,
     client: SocketAddr,
 ) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("spin-"))
-        .cloned()
-        .collect();
-    for name in spoofed {
-        headers.remove(name);
-    }
     let raw = matched.pattern.raw();
     let mut set = |name: &str, value: &str| {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
-            headers.insert(name, value);
+            headers.append(name, value);
         }
     };
     set("spin-full-url", full_url);

@@ -511,3 +511,118 @@ fn one_shot_server() -> OneShotServer {
     });
     OneShotServer { port, hits }
 }
+
+/// A server that reads one request whole (by its `content-length`) and
+/// answers `<bytes> <pattern ok>`: what the fixture `whole` sent.
+fn counting_server() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+            let mut received = Vec::new();
+            let mut buf = [0u8; 64 * 1024];
+            let head_end = loop {
+                if let Some(i) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+                    break i + 4;
+                }
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            };
+            let head = String::from_utf8_lossy(&received[..head_end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0);
+            while received.len() < head_end + length {
+                match stream.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => received.extend_from_slice(&buf[..n]),
+                }
+            }
+            let body = &received[head_end..];
+            let intact =
+                body.len() == length && body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8);
+            let answer = format!("{} {intact}", body.len());
+            let _ = stream.write_all(
+                format!(
+                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{answer}",
+                    answer.len()
+                )
+                .as_bytes(),
+            );
+        }
+    });
+    port
+}
+
+fn whole_manifest(extra: &str) -> String {
+    format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "whole"
+[[trigger.http]]
+route = "/..."
+component = "whole"
+[component.whole]
+source = "{}"
+{extra}
+"#,
+        fixtures().whole.display()
+    )
+}
+
+#[test]
+fn a_response_larger_than_the_host_buffer_arrives_whole() {
+    let app = TestApp::start(&whole_manifest(""));
+    // 5 MB: more than the host's two queued writes of 1 MiB, so the head must
+    // be handed over before the body is all written, or the component would
+    // wait forever for a reader.
+    let length = 5_000_000;
+    let reply = support::agent()
+        .get(&app.url(&format!("/respond?bytes={length}")))
+        .call()
+        .unwrap();
+    assert_eq!(reply.status(), 200);
+    assert_eq!(
+        reply
+            .headers()
+            .get("content-length")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        length.to_string()
+    );
+    let body = reply
+        .into_body()
+        .with_config()
+        .limit(16 << 20)
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(body.len(), length);
+    assert!(body.iter().enumerate().all(|(i, b)| *b == (i % 251) as u8));
+    // And a small one still comes whole, with its length.
+    let small = app.get("/respond?bytes=10");
+    assert_eq!((small.status, small.body.len()), (200, 10));
+}
+
+#[test]
+fn a_request_larger_than_the_host_buffer_leaves_whole() {
+    let port = counting_server();
+    let app = TestApp::start(&whole_manifest(&format!(
+        r#"allowed_outbound_hosts = ["http://127.0.0.1:{port}"]"#
+    )));
+    for length in [10, 5_000_000] {
+        let reply = app.get(&format!(
+            "/post?url=http://127.0.0.1:{port}/&bytes={length}"
+        ));
+        assert_eq!(
+            (reply.status, reply.body.as_str()),
+            (200, format!("status=200 body={length} true").as_str())
+        );
+    }
+}

@@ -1,5 +1,6 @@
 //! SQLite Cloud over its HTTP API ("Weblite"), sent with Spin's outbound
-//! HTTP. Each call is one HTTP request: a single statement with positional
+//! HTTP, each request written whole before it is handed to the host
+//! ([`latch_send::post`]: no Nagle stall on a kept-alive connection). Each call is one HTTP request: a single statement with positional
 //! `bind` parameters, or a batch `BEGIN; ...; COMMIT; <read>` with parameters
 //! inlined (binds across several statements are unconfirmed upstream), which
 //! the gateway runs on one connection, stopping at the first error, so a
@@ -7,13 +8,11 @@
 
 use std::time::Duration;
 
+use latch_send::SendError;
 use latch_weblite::{
     DatabaseUrl, WebliteError, batch_request_body, decode_response, single_request_body,
 };
-use spin_sdk::wit::wasi::http0_2_0::outgoing_handler;
-use spin_sdk::wit::wasi::http0_2_0::types::{
-    ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, RequestOptions, Scheme,
-};
+use spin_sdk::wit::wasi::http0_2_0::types::ErrorCode;
 
 use crate::{Database, Rows, Statement, StoreError};
 
@@ -90,98 +89,24 @@ fn from_weblite(error: WebliteError) -> StoreError {
 
 /// POSTs a JSON body to the database's SQL endpoint; returns status and body.
 fn post(url: &DatabaseUrl, body: Vec<u8>, timeout: Duration) -> Result<(u16, Vec<u8>), StoreError> {
-    let target = url.sql_url();
-    let (scheme, rest) = target
-        .split_once("://")
-        .ok_or_else(|| StoreError::Misconfigured("database URL has no scheme".into()))?;
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let headers = Fields::from_list(&[
+    let headers = [
         ("content-type".to_string(), b"application/json".to_vec()),
         ("accept".to_string(), b"application/json".to_vec()),
         (
             "authorization".to_string(),
             url.authorization_header().into_bytes(),
         ),
-        (
-            "content-length".to_string(),
-            body.len().to_string().into_bytes(),
-        ),
-    ])
-    .map_err(|e| StoreError::Misconfigured(format!("request headers: {e:?}")))?;
-    let request = OutgoingRequest::new(headers);
-    let scheme = match scheme {
-        "https" => Scheme::Https,
-        "http" => Scheme::Http,
-        other => {
-            return Err(StoreError::Misconfigured(format!(
-                "unsupported scheme `{other}`"
-            )));
+    ];
+    match latch_send::post(&url.sql_url(), &headers, &body, timeout, MAX_RESPONSE_BYTES) {
+        Ok(answer) => Ok((answer.status, answer.body)),
+        Err(SendError::Http(code)) => Err(transport(code)),
+        Err(e @ (SendError::BadUrl(_) | SendError::Header(_))) => {
+            Err(StoreError::Misconfigured(e.to_string()))
         }
-    };
-    let set = request
-        .set_method(&Method::Post)
-        .and(request.set_scheme(Some(&scheme)))
-        .and(request.set_authority(Some(authority)))
-        .and(request.set_path_with_query(Some(path)));
-    set.map_err(|()| {
-        StoreError::Misconfigured("database URL is not a valid request target".into())
-    })?;
-
-    let outgoing_body = request
-        .body()
-        .map_err(|()| unavailable("request body already taken"))?;
-    let options = RequestOptions::new();
-    let nanos = u64::try_from(timeout.as_nanos()).unwrap_or(u64::MAX);
-    // Unsupported options are refused by some hosts; the overall deadline
-    // below still holds then.
-    let _ = options.set_connect_timeout(Some(nanos));
-    let _ = options.set_first_byte_timeout(Some(nanos));
-    let _ = options.set_between_bytes_timeout(Some(nanos));
-
-    let future = outgoing_handler::handle(request, Some(options)).map_err(transport)?;
-    {
-        let stream = outgoing_body
-            .write()
-            .map_err(|()| unavailable("request body stream unavailable"))?;
-        for chunk in body.chunks(4096) {
-            stream
-                .blocking_write_and_flush(chunk)
-                .map_err(|e| unavailable(&format!("sending the request: {e:?}")))?;
+        Err(e @ (SendError::Stream(_) | SendError::TooLarge(_))) => {
+            Err(unavailable(&e.to_string()))
         }
     }
-    OutgoingBody::finish(outgoing_body, None).map_err(transport)?;
-
-    future.subscribe().block();
-    let response = match future.get() {
-        Some(Ok(Ok(response))) => response,
-        Some(Ok(Err(code))) => return Err(transport(code)),
-        Some(Err(())) | None => return Err(unavailable("no response")),
-    };
-    let status = response.status();
-    let incoming = response
-        .consume()
-        .map_err(|()| unavailable("response body unavailable"))?;
-    let stream = incoming
-        .stream()
-        .map_err(|()| unavailable("response body stream unavailable"))?;
-    let mut bytes = Vec::new();
-    loop {
-        match stream.blocking_read(64 * 1024) {
-            Ok(chunk) => {
-                bytes.extend_from_slice(&chunk);
-                if bytes.len() > MAX_RESPONSE_BYTES {
-                    return Err(unavailable("response too large"));
-                }
-            }
-            Err(wasi::io::streams::StreamError::Closed) => break,
-            // A connection cut mid-response ends here: nothing is trusted from it.
-            Err(e) => return Err(unavailable(&format!("reading the response: {e:?}"))),
-        }
-    }
-    Ok((status, bytes))
 }
 
 fn unavailable(message: &str) -> StoreError {

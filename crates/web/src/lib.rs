@@ -36,9 +36,9 @@ pub fn new_id() -> Result<String, ApiError> {
 }
 
 /// The entry point of a route component: reads the whole request, serves
-/// it, and sends the response. (spin-sdk's own conversion of an `http`
-/// response folds repeated headers into one, which would lose one of the two
-/// `Set-Cookie` headers; this writes every header as given.)
+/// it, and sends the response whole ([`latch_send::respond`]: the body is in
+/// the host's buffer before the head is handed over, so the answer leaves in
+/// one write and a kept-alive client never waits on Nagle's algorithm).
 pub async fn run(
     incoming: spin_sdk::http::IncomingRequest,
     out: spin_sdk::http::ResponseOutparam,
@@ -46,16 +46,19 @@ pub async fn run(
     methods: &'static [Method],
     handler: impl AsyncFnOnce(&Ctx, Request) -> Result<Response, ApiError>,
 ) {
-    let response = match read_request(incoming).await {
-        Ok(request) => serve(request, route, methods, handler).await,
+    let (response, head) = match read_request(incoming).await {
+        Ok(request) => {
+            let head = request.method() == Method::HEAD;
+            (serve(request, route, methods, handler).await, head)
+        }
         Err(error) => {
             let ctx = Ctx::unreadable(route);
             let mut response = error.into_response(&ctx);
             response::finish(&mut response, &ctx);
-            response
+            (response, false)
         }
     };
-    send_response(out, response).await;
+    send_response(out, response, head);
 }
 
 async fn read_request(incoming: spin_sdk::http::IncomingRequest) -> Result<Request, ApiError> {
@@ -78,34 +81,64 @@ async fn read_request(incoming: spin_sdk::http::IncomingRequest) -> Result<Reque
             .path_with_query()
             .unwrap_or_else(|| "/".to_string()),
     );
+    let mut declared_length = None;
     for (name, value) in incoming.headers().entries() {
+        if name.eq_ignore_ascii_case("content-length") {
+            declared_length = std::str::from_utf8(&value)
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok());
+        }
         builder = builder.header(name, value);
     }
-    let body = incoming
-        .into_body()
-        .await
-        .map_err(|_| ApiError::MalformedBody("the request body could not be read".into()))?;
+    let body = read_body(incoming, declared_length, request::MAX_JSON_BODY).await?;
     builder
         .body(body)
         .map_err(|_| ApiError::MalformedBody("the request could not be read".into()))
 }
 
-async fn send_response(out: spin_sdk::http::ResponseOutparam, response: Response) {
+/// The request body, at most `limit` bytes: 413 as soon as the declared
+/// length or what arrives says it is larger. Spin 3.6.3 sets no limit of its
+/// own, so without this a client could make the instance buffer any amount.
+async fn read_body(
+    incoming: spin_sdk::http::IncomingRequest,
+    declared_length: Option<u64>,
+    limit: usize,
+) -> Result<Vec<u8>, ApiError> {
+    use futures::StreamExt as _;
+    if declared_length.is_some_and(|length| length > limit as u64) {
+        return Err(ApiError::PayloadTooLarge(limit));
+    }
+    let mut chunks = incoming.into_body_stream();
+    let mut body = Vec::new();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk
+            .map_err(|_| ApiError::MalformedBody("the request body could not be read".into()))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::PayloadTooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// Sends `response` as given: every header (spin-sdk's own conversion of an
+/// `http` response folds repeated headers into one, which would lose one of
+/// the two `Set-Cookie` headers), and `content-length` wherever the answer
+/// has a body.
+fn send_response(out: spin_sdk::http::ResponseOutparam, response: Response, head: bool) {
     let (parts, body) = response.into_parts();
-    let entries: Vec<(String, Vec<u8>)> = parts
+    let headers: Vec<(String, Vec<u8>)> = parts
         .headers
         .iter()
         .map(|(name, value)| (name.as_str().to_string(), value.as_bytes().to_vec()))
         .collect();
-    let headers = match spin_sdk::http::Fields::from_list(&entries) {
-        Ok(headers) => headers,
-        // Only forbidden header names fail here, and none are set.
-        Err(_) => spin_sdk::http::Fields::new(),
-    };
-    let outgoing = spin_sdk::http::OutgoingResponse::new(headers);
-    let _ = outgoing.set_status_code(parts.status.as_u16());
-    // A client that went away cannot be told anything.
-    let _ = out.set_with_body(outgoing, body).await;
+    let status = parts.status;
+    let has_body = !head
+        && !status.is_informational()
+        && status != http::StatusCode::NO_CONTENT
+        && status != http::StatusCode::NOT_MODIFIED;
+    // Only a client that went away can make this fail, and it cannot be told.
+    let _ = latch_send::respond(out.into_inner(), status.as_u16(), &headers, &body, has_body);
 }
 
 /// Runs a route: checks the method, gives the handler a [`Ctx`], turns its

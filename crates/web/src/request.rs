@@ -6,7 +6,8 @@ use std::net::IpAddr;
 use crate::{ApiError, Request};
 use serde::de::DeserializeOwned;
 
-/// Largest JSON body any route accepts.
+/// Largest body any route accepts (every route takes JSON or nothing); the
+/// entry point refuses larger ones with 413 before a handler runs.
 pub const MAX_JSON_BODY: usize = 16 * 1024;
 
 /// What every route knows about the request it serves.
@@ -36,6 +37,18 @@ fn header(req: &Request, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// A header the runtime sets (`spin-*`). Spin 3.6.3 keeps a client's own
+/// `spin-*` headers and appends its values after them, so only the last value
+/// is the runtime's; the first may be a client's forgery.
+pub fn runtime_header(req: &Request, name: &str) -> Option<String> {
+    req.headers()
+        .get_all(name)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
 impl Ctx {
     pub fn new(req: &Request, route: &'static str) -> Ctx {
         let request_id = header(req, "x-request-id")
@@ -53,7 +66,7 @@ impl Ctx {
             path: req.uri().path().to_string(),
             request_id,
             trace_id: header(req, "traceparent").and_then(|t| trace_id(&t)),
-            spin_client_addr: header(req, "spin-client-addr"),
+            spin_client_addr: runtime_header(req, "spin-client-addr"),
             forwarded_for: header(req, "x-forwarded-for"),
             user_agent: header(req, "user-agent").map(|ua| ua.chars().take(256).collect()),
             cookies: header(req, "cookie"),
@@ -132,8 +145,8 @@ fn trace_id(traceparent: &str) -> Option<String> {
     .then(|| trace.to_ascii_lowercase())
 }
 
-/// Parses the JSON body: 415 if it is not JSON, 413 if too large, 400 if
-/// malformed or of the wrong shape.
+/// Parses the JSON body: 415 if it is not JSON, 400 if malformed or of the
+/// wrong shape (a body over [`MAX_JSON_BODY`] never gets here: 413).
 pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
     let content_type = req
         .headers()
@@ -150,9 +163,6 @@ pub fn json_body<T: DeserializeOwned>(req: &Request) -> Result<T, ApiError> {
         return Err(ApiError::UnsupportedMediaType);
     }
     let body = req.body();
-    if body.len() > MAX_JSON_BODY {
-        return Err(ApiError::PayloadTooLarge(MAX_JSON_BODY));
-    }
     let value: serde_json::Value = serde_json::from_slice(body)
         .map_err(|_| ApiError::MalformedBody("the body is not valid JSON".to_string()))?;
     // serde would also read a struct from an array; the API takes objects only.

@@ -38,6 +38,8 @@ pub struct ComponentHost {
 pub struct ConfigureContext<'a> {
     pub variables: &'a AppVariables,
     pub databases: &'a sqlite::Databases,
+    /// The application's outbound HTTP client (one connection pool, as in Spin).
+    pub outbound: &'a outbound_http::OutboundClient,
     pub limits: limits::LimitsConfig,
     pub log: stdio::GuestLog,
 }
@@ -51,7 +53,12 @@ impl ComponentHost {
         let id: Arc<str> = Arc::from(decl.id.as_str());
         Ok(ComponentHost {
             wasi: wasi::WasiConfig::configure(&id, decl, ctx.log.clone()),
-            outbound_http: outbound_http::OutboundHttpConfig::configure(&id, ctx.variables, decl)?,
+            outbound_http: outbound_http::OutboundHttpConfig::configure(
+                &id,
+                ctx.variables,
+                decl,
+                ctx.outbound,
+            )?,
             sqlite: sqlite::SqliteConfig::configure(ctx.databases, decl)?,
             variables: variables::VariablesConfig::configure(ctx.variables, decl)?,
             limits: ctx.limits,

@@ -18,6 +18,8 @@ use latch_runner::{App, GuestLog, LoadOptions, ServeOptions, TelemetryConfig};
 pub struct Fixtures {
     pub probe: PathBuf,
     pub other: PathBuf,
+    /// Sends messages whole with `latch_send` (bodies larger than the host's buffer).
+    pub whole: PathBuf,
 }
 
 /// Builds the fixture components (once per test binary) into their own
@@ -41,6 +43,8 @@ pub fn fixtures() -> &'static Fixtures {
                 "fixture-probe",
                 "-p",
                 "fixture-other",
+                "-p",
+                "fixture-whole",
             ])
             .status()
             .expect("running cargo to build the fixtures");
@@ -49,6 +53,7 @@ pub fn fixtures() -> &'static Fixtures {
         Fixtures {
             probe: out.join("fixture_probe.wasm"),
             other: out.join("fixture_other.wasm"),
+            whole: out.join("fixture_whole.wasm"),
         }
     })
 }
@@ -127,6 +132,7 @@ pub fn load(
                 Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures/cache")
             })),
             telemetry: options.telemetry.clone(),
+            tcp_nodelay: false,
         },
     )
 }

@@ -1,6 +1,10 @@
 //! Outbound HTTP (`wasi:http/outgoing-handler`), allowed only to the hosts a
 //! component lists in `allowed_outbound_hosts`, as Spin does. A refused
 //! request fails inside the guest with `HttpRequestDenied`, Spin's error.
+//! Requests leave through the application's pooled [`OutboundClient`], which
+//! handles connections as Spin 3.6.3 does.
+
+mod client;
 
 use std::sync::Arc;
 
@@ -11,6 +15,11 @@ use super::InstanceState;
 use crate::manifest::ComponentDecl;
 use crate::telemetry::InstanceTelemetry;
 use crate::variables::AppVariables;
+
+pub use client::OutboundClient;
+
+use crate::handover::hand_over;
+use http_body_util::BodyExt as _;
 
 pub fn link(linker: &mut Linker<InstanceState>) -> anyhow::Result<()> {
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
@@ -183,6 +192,7 @@ impl AllowedHosts {
 pub struct OutboundHttpConfig {
     component: Arc<str>,
     allowed: Arc<AllowedHosts>,
+    client: OutboundClient,
 }
 
 impl OutboundHttpConfig {
@@ -190,6 +200,7 @@ impl OutboundHttpConfig {
         component: &Arc<str>,
         variables: &AppVariables,
         decl: &ComponentDecl,
+        client: &OutboundClient,
     ) -> anyhow::Result<OutboundHttpConfig> {
         let mut rendered = Vec::new();
         for entry in &decl.allowed_outbound_hosts {
@@ -200,6 +211,7 @@ impl OutboundHttpConfig {
         Ok(OutboundHttpConfig {
             component: component.clone(),
             allowed: Arc::new(allowed),
+            client: client.clone(),
         })
     }
 
@@ -207,6 +219,7 @@ impl OutboundHttpConfig {
         OutboundHttp {
             component: self.component.clone(),
             allowed: self.allowed.clone(),
+            client: self.client.clone(),
             telemetry: telemetry.clone(),
         }
     }
@@ -216,6 +229,7 @@ impl OutboundHttpConfig {
 pub struct OutboundHttp {
     component: Arc<str>,
     allowed: Arc<AllowedHosts>,
+    client: OutboundClient,
     /// Spin's `spin_outbound_http.send_request` client span.
     telemetry: InstanceTelemetry,
 }
@@ -249,23 +263,23 @@ impl WasiHttpHooks for OutboundHttp {
             span.finish(None, Some("HttpRequestDenied"));
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         }
+        // Called inside the guest's `outgoing-handler.handle`: the head goes out
+        // with what the body holds at that moment, or alone (as Spin may send it).
+        let request = request.map(|body| hand_over(body).boxed_unsync());
+        let client = self.client.clone();
         Box::new(async move {
-            use http_body_util::BodyExt;
-            let (response, io) =
-                match wasmtime_wasi_http::default_send_request(request, options).await {
-                    Ok(sent) => {
-                        span.finish(Some(sent.0.status().as_u16()), None);
-                        sent
-                    }
-                    Err(e) => {
-                        span.finish(None, Some(&format!("{e:?}")));
-                        return Err(e);
-                    }
-                };
-            Ok((
-                response.map(BodyExt::boxed_unsync),
-                Box::new(io) as Box<dyn Future<Output = _> + Send>,
-            ))
+            match client.send(request, options).await {
+                Ok(response) => {
+                    span.finish(Some(response.status().as_u16()), None);
+                    // The pool drives the connection: nothing is left to await.
+                    let io = async { Ok(()) };
+                    Ok((response, Box::new(io) as Box<dyn Future<Output = _> + Send>))
+                }
+                Err(e) => {
+                    span.finish(None, Some(&format!("{e:?}")));
+                    Err(e)
+                }
+            }
         })
     }
 }
