@@ -5,7 +5,8 @@
 #      hyper server answering the same body;
 #   2. argon2id inside a component vs the same parameters natively;
 #   3. the service under `latch up` and, when a `spin` binary is given, under
-#      the real Spin 3.6.3, one after the other in the same run: sequential
+#      the real Spin 3.6.3, both serving at once and measured in alternating
+#      rounds (two each; the table shows both, the ratio their means): sequential
 #      kept-alive /health and profile (the latency tail a Nagle stall makes),
 #      /health at 1 and 10 connections, profile and sign-in at 10 connections
 #      on the embedded database, then profile over the SQLite Cloud stand-in at
@@ -183,29 +184,60 @@ start_service() { # RUNTIME NAME PORT [env...]
 runtimes=(latch)
 [[ -n $spin ]] && runtimes+=(spin)
 
+# Both runtimes serve at once (an idle server costs nothing) and each figure is
+# taken in alternating rounds, latch then Spin then latch..., so a drift of the
+# machine's speed during the run falls on both columns alike.
+rounds=2
+declare -A port_of pid_of token_of
+compare() { # LABEL KIND ARGS...: each runtime, `rounds` times, alternating; KIND wrk|seq
+  local label=$1 kind=$2 round runtime values
+  shift 2
+  declare -A got=()
+  for round in $(seq 1 "$rounds"); do
+    for runtime in "${runtimes[@]}"; do
+      local base="http://127.0.0.1:${port_of[$runtime]}" address="127.0.0.1:${port_of[$runtime]}"
+      local args=("${@//@TOKEN@/${token_of[$runtime]}}")
+      if [[ $kind == wrk ]]; then
+        wrk_run "$runtime: $label (round $round)" "$base${args[0]}" "${args[@]:1}"
+        got[$runtime]+="${got[$runtime]:+ / }$wrk_rps"
+      else
+        sequential "$runtime: $label (round $round)" "$address" "${args[@]}"
+        got[$runtime]+="${got[$runtime]:+ / }$seq_summary"
+      fi
+    done
+  done
+  for runtime in "${runtimes[@]}"; do
+    values=${got[$runtime]}
+    record "$label" "$runtime" "$values"
+  done
+}
+
+start_both() { # KIND ENV...: starts every runtime; KIND embedded|cloud
+  local kind=$1 runtime
+  shift
+  for runtime in "${runtimes[@]}"; do
+    port_of[$runtime]=$(free_port)
+    start_service "$runtime" "$kind-$runtime" "${port_of[$runtime]}" "$@"
+    pid_of[$runtime]=$serving_pid
+  done
+}
+
 say "3a. ${runtimes[*]}: embedded SQLite"
+start_both embedded "${common_env[@]}"
 for runtime in "${runtimes[@]}"; do
-  port=$(free_port)
-  start_service "$runtime" "embedded-$runtime" "$port" "${common_env[@]}"
-  pid=$serving_pid
-  record "RSS idle after start (MiB)" "$runtime" "$(status_mib "$pid" VmRSS)"
-  base="http://127.0.0.1:$port"
-  sequential "$runtime: /health, 200 sequential, kept alive" "127.0.0.1:$port" /health
-  record "/health, sequential kept-alive" "$runtime" "$seq_summary"
-  wrk_run "$runtime: /health (c=1)" "$base/health" 1
-  record "/health c=1 (req/s)" "$runtime" "$wrk_rps"
-  wrk_run "$runtime: /health (c=10)" "$base/health" 10
-  record "/health c=10 (req/s)" "$runtime" "$wrk_rps"
-  token=$(prepare_users "$base")
-  sequential "$runtime: profile, embedded, 200 sequential" "127.0.0.1:$port" /user/profile "authorization: Bearer $token"
-  record "profile embedded, sequential kept-alive" "$runtime" "$seq_summary"
-  wrk_run "$runtime: GET /user/profile, embedded (c=10)" "$base/user/profile" 10 -H "Authorization: Bearer $token"
-  record "profile embedded c=10 (req/s)" "$runtime" "$wrk_rps"
-  wrk_run "$runtime: POST /auth/signin, embedded (c=10)" "$base/auth/signin" 10 -s scripts/bench/signin.lua
-  record "sign-in embedded c=10 (req/s)" "$runtime" "$wrk_rps"
-  record "RSS after the embedded load (MiB)" "$runtime" "$(status_mib "$pid" VmRSS)"
-  record "RSS peak (MiB)" "$runtime" "$(status_mib "$pid" VmHWM)"
-  kill "$pid" 2>/dev/null || true
+  record "RSS idle after start (MiB)" "$runtime" "$(status_mib "${pid_of[$runtime]}" VmRSS)"
+  token_of[$runtime]=$(prepare_users "http://127.0.0.1:${port_of[$runtime]}")
+done
+compare "/health, 200 sequential kept-alive" seq /health
+compare "/health c=1 (req/s)" wrk /health 1
+compare "/health c=10 (req/s)" wrk /health 10
+compare "profile embedded, 200 sequential kept-alive" seq /user/profile "authorization: Bearer @TOKEN@"
+compare "profile embedded c=10 (req/s)" wrk /user/profile 10 -H "Authorization: Bearer @TOKEN@"
+compare "sign-in embedded c=10 (req/s)" wrk /auth/signin 10 -s scripts/bench/signin.lua
+for runtime in "${runtimes[@]}"; do
+  record "RSS after the embedded load (MiB)" "$runtime" "$(status_mib "${pid_of[$runtime]}" VmRSS)"
+  record "RSS peak (MiB)" "$runtime" "$(status_mib "${pid_of[$runtime]}" VmHWM)"
+  kill "${pid_of[$runtime]}" 2>/dev/null || true
 done
 
 say "3b. ${runtimes[*]}: SQLite Cloud stand-in"
@@ -216,35 +248,26 @@ wait_http "http://127.0.0.1:$standin_port/v2/health"
 curl -fs -X POST -H 'authorization: Bearer benchkey' "http://127.0.0.1:$standin_port/v2/weblite/latch" >/dev/null
 url="http://127.0.0.1:$standin_port/latch?apikey=benchkey"
 "$bin/latch" migrate --database-url "$url" >&2
-cloud_env=("${common_env[@]}" SPIN_VARIABLE_DB_TYPE=sqlitecloud SPIN_VARIABLE_DATABASE_URL="$url"
-  SPIN_VARIABLE_DATABASE_ORIGIN="http://127.0.0.1:$standin_port")
 set_latency() {
   curl -fs -X POST "http://127.0.0.1:$standin_port/__standin/config" -H 'content-type: application/json' \
     -d "{\"latency_ms\": $1}" >/dev/null
 }
+set_latency 0
+start_both cloud "${common_env[@]}" SPIN_VARIABLE_DB_TYPE=sqlitecloud SPIN_VARIABLE_DATABASE_URL="$url" \
+  SPIN_VARIABLE_DATABASE_ORIGIN="http://127.0.0.1:$standin_port"
+# One database for both runtimes: the second sign-up of each account answers 409,
+# which is fine; the tokens are each runtime's own.
 for runtime in "${runtimes[@]}"; do
-  set_latency 0
-  port=$(free_port)
-  start_service "$runtime" "cloud-$runtime" "$port" "${cloud_env[@]}"
-  pid=$serving_pid
-  base="http://127.0.0.1:$port"
-  token=$(prepare_users "$base")
-  sequential "$runtime: profile, stand-in, 200 sequential" "127.0.0.1:$port" /user/profile "authorization: Bearer $token"
-  record "profile stand-in, sequential kept-alive" "$runtime" "$seq_summary"
-  for latency in 0 20; do
-    set_latency "$latency"
-    wrk_run "$runtime: GET /user/profile, stand-in ${latency} ms (c=10)" "$base/user/profile" 10 -H "Authorization: Bearer $token"
-    record "profile stand-in ${latency} ms c=10 (req/s)" "$runtime" "$wrk_rps"
-  done
-  set_latency 0
-  wrk_run "$runtime: POST /auth/signin, stand-in 0 ms (c=10)" "$base/auth/signin" 10 -s scripts/bench/signin.lua
-  record "sign-in stand-in c=10 (req/s)" "$runtime" "$wrk_rps"
-  if [[ $runtime == latch ]]; then
-    cloud_port=$port
-  else
-    kill "$pid" 2>/dev/null || true
-  fi
+  token_of[$runtime]=$(prepare_users "http://127.0.0.1:${port_of[$runtime]}")
 done
+compare "profile stand-in, 200 sequential kept-alive" seq /user/profile "authorization: Bearer @TOKEN@"
+for latency in 0 20; do
+  set_latency "$latency"
+  compare "profile stand-in ${latency} ms c=10 (req/s)" wrk /user/profile 10 -H "Authorization: Bearer @TOKEN@"
+done
+set_latency 0
+compare "sign-in stand-in c=10 (req/s)" wrk /auth/signin 10 -s scripts/bench/signin.lua
+cloud_port=${port_of[latch]}
 
 say "4. database round trips per route (stand-in, latch up)"
 set_latency 0
@@ -283,7 +306,8 @@ for row in "${rows[@]}"; do
   l=${results["$row|latch"]:-}
   if [[ -n $spin ]]; then
     s=${results["$row|spin"]:-}
-    ratio=$(awk -v a="$l" -v b="$s" 'BEGIN { if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && a > 0) printf "%.2fx", b / a; else print "" }')
+    ratio=$(awk -v a="$l" -v b="$s" 'function mean(t,  n, i, x, sum) { n = split(t, x, " / "); for (i = 1; i <= n; i++) { if (x[i] !~ /^[0-9.]+$/) return -1; sum += x[i] } return sum / n }
+      BEGIN { ma = mean(a); mb = mean(b); if (ma > 0 && mb > 0) printf "%.2fx", mb / ma; else print "" }')
     printf '| %s | %s | %s | %s |\n' "$row" "$l" "$s" "$ratio"
   else
     printf '| %s | %s |\n' "$row" "$l"

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import re
 import sys
 import tomllib
@@ -59,6 +60,10 @@ PRIVATE_ROUTES = {"/ready"}
 # ordinary jitter keeps the HPA above target and it never scales back down.
 IDLE_MEMORY_MARGIN_POINTS = 20
 IDLE_MEMORY_ANNOTATION = "latch/idle-memory"
+# The measured parts of a pod's memory under Spin (k8s/base/app/spinapp.yaml).
+HASH_MEMORY_ANNOTATION = "latch/memory-per-hash"
+INSTANCE_MEMORY_ANNOTATION = "latch/memory-per-instance"
+MAX_INSTANCES_ANNOTATION = "latch/max-instances"
 # A /ready answer waits for at most one database request; the probe must outlast it.
 READINESS_DB_MARGIN_MS = 1000
 
@@ -101,6 +106,11 @@ class SpinManifest:
     variables: dict[str, dict]
     components: set[str]
     routes: dict[str, str]  # route -> component id
+    # component id -> components it calls through service chaining
+    # (`http://<id>.spin.internal` in its allowed_outbound_hosts)
+    chains: dict[str, set[str]] = field(default_factory=dict)
+    # components with a private trigger (`route = { private = true }`)
+    private: set[str] = field(default_factory=set)
     secret_variables: set[str] = field(default_factory=set)
     required_variables: set[str] = field(default_factory=set)
 
@@ -109,14 +119,24 @@ class SpinManifest:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
         variables = data.get("variables", {})
         routes: dict[str, str] = {}
+        private: set[str] = set()
         for trigger in data.get("trigger", {}).get("http", []):
             route = trigger.get("route")
-            if isinstance(route, str):  # `{ private = true }` routes are not HTTP paths
+            if isinstance(route, str):
                 routes[route] = trigger["component"]
+            else:  # `{ private = true }`: reachable through service chaining only
+                private.add(trigger["component"])
+        chains = {
+            cid: {m.group(1) for host in component.get("allowed_outbound_hosts", [])
+                  if (m := re.fullmatch(r"https?://([a-z0-9_-]+)\.spin\.internal(?::\d+)?", host))}
+            for cid, component in data.get("component", {}).items()
+        }
         return cls(
             variables=variables,
             components=set(data.get("component", {})),
             routes=routes,
+            chains={cid: targets for cid, targets in chains.items() if targets},
+            private=private,
             secret_variables={k for k, v in variables.items() if v.get("secret")},
             required_variables={k for k, v in variables.items() if v.get("required")},
         )
@@ -366,6 +386,29 @@ def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: 
                                 "it would never scale back down")
     add("HPA memory target sits well above idle memory", problems)
 
+    # The memory limit against the most one pod can take on under Spin: idle, one
+    # argon2id hash per CPU of the limit (hashes run in an instance that ends with them,
+    # and cannot yield), and Spin's whole instance pool in flight.
+    problems = []
+    for app in apps:
+        notes = app["metadata"].get("annotations", {})
+        limits = app["spec"].get("resources", {}).get("limits", {})
+        wanted = (IDLE_MEMORY_ANNOTATION, HASH_MEMORY_ANNOTATION, INSTANCE_MEMORY_ANNOTATION,
+                  MAX_INSTANCES_ANNOTATION)
+        missing = [a for a in wanted if a not in notes]
+        if missing or "memory" not in limits or "cpu" not in limits:
+            problems.append(f"{ref(app)} needs a cpu and memory limit and the annotations {missing or list(wanted)} "
+                            "to check that a burst cannot push a pod past its memory limit")
+            continue
+        hash_threads = max(1, math.ceil(quantity(limits["cpu"])))
+        worst = (quantity(notes[IDLE_MEMORY_ANNOTATION])
+                 + hash_threads * quantity(notes[HASH_MEMORY_ANNOTATION])
+                 + int(notes[MAX_INSTANCES_ANNOTATION]) * quantity(notes[INSTANCE_MEMORY_ANNOTATION]))
+        if quantity(limits["memory"]) < worst:
+            problems.append(f"{ref(app)} limits memory to {limits['memory']}, under the {worst / 2**20:.0f} MiB "
+                            "Spin can use at once (idle + a hash per CPU + its whole instance pool)")
+    add("memory limit covers the most Spin runs at once", problems)
+
     # requests <= limits.
     problems = []
     for app in apps:
@@ -511,6 +554,21 @@ def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: 
             problems.append(f"route {route} (component {component}) is served by {owners}: "
                             "the Ingress can send it to only one")
     add("SpinApp components exist and cover every spin.toml route once", problems)
+
+    # Service chaining stays inside one SpinApp: the shim refuses to start an app
+    # whose selected components call a component it does not run.
+    problems = []
+    for app in apps:
+        served = served_components(app, spin)
+        for caller in sorted(served):
+            missing = sorted(spin.chains.get(caller, set()) - served)
+            if missing:
+                problems.append(f"{ref(app)} runs {caller}, which calls {missing} through "
+                                "service chaining, but does not run them")
+    for component in sorted(spin.private):
+        if not serving.get(component):
+            problems.append(f"private component {component} is run by no SpinApp")
+    add("service-chained components run beside their callers", problems)
 
     # Ingress: every public route, to the SpinApp that serves it, nothing else.
     problems = []
@@ -706,10 +764,16 @@ def consistency_self_test(overlay: Overlay, spin: SpinManifest, template: dict) 
         ("a ConfigMap key that does not exist", "ConfigMap and Secret references",
          lambda docs: next(v for v in first("SpinApp")(docs)["spec"]["variables"]
                            if "configMapKeyRef" in v.get("valueFrom", {}))["valueFrom"]["configMapKeyRef"].update(key="nope")),
-        ("a memory request the idle pod nearly fills", "HPA memory target",
-         lambda docs: first("SpinApp")(docs)["spec"]["resources"]["requests"].update(memory="128Mi")),
+        ("a memory target under the idle pod's share of its request", "HPA memory target",
+         lambda docs: first("HorizontalPodAutoscaler")(docs)["spec"]["metrics"].append(
+             {"type": "Resource", "resource": {"name": "memory",
+                                               "target": {"type": "Utilization", "averageUtilization": 50}}})),
+        ("a memory limit Spin's instance pool can outgrow", "memory limit covers",
+         lambda docs: first("SpinApp")(docs)["spec"]["resources"]["limits"].update(memory="512Mi")),
         ("a PDB of minAvailable 1 at one replica", "NetworkPolicy and PodDisruptionBudget",
          lambda docs: first("PodDisruptionBudget")(docs)["spec"].update(minAvailable=1)),
+        ("a SpinApp that runs sign-in without the password hasher it calls", "service-chained components",
+         lambda docs: first("SpinApp")(docs)["spec"].update(components=["health", "ready", "signin"])),
         ("an Ingress path that is not a route", "Ingress routes",
          lambda docs: first("Ingress")(docs)["spec"]["rules"][0]["http"]["paths"].append(
              {"path": "/metrics", "pathType": "Exact",

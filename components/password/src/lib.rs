@@ -7,13 +7,11 @@
 //! session; 403 for a wrong current password; 429 while locked out.
 //! Two database round trips.
 
-use latch_domain::{
-    AuditEvent, AuditKind, Outcome, Password, ThrottleKey, ThrottlePolicy, hash_password,
-    verify_password,
-};
+use latch_domain::{AuditEvent, AuditKind, Outcome, Password, ThrottleKey, ThrottlePolicy};
 use latch_web::request::{json_body, required};
 use latch_web::{
-    ApiError, Ctx, Fields, Method, Request, Response, audit, auth, config, db, response, time,
+    ApiError, Ctx, Fields, Method, Request, Response, audit, auth, config, db, passwords, response,
+    time,
 };
 use serde::Deserialize;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -87,7 +85,7 @@ async fn change(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         return Err(ApiError::TooManyRequests { retry_after_secs });
     }
     let credentials = check.credentials;
-    if !verify_password(current, &credentials.password_hash) {
+    if !passwords::verify(current, Some(&credentials.password_hash))? {
         let failure = audit::record(
             ctx,
             event(AuditKind::PasswordChange, Outcome::Failure)
@@ -110,7 +108,7 @@ async fn change(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         return Err(ApiError::Forbidden("the current password is incorrect"));
     }
 
-    let new_hash = hash_password(&new, latch_web::random()?)?;
+    let new_hash = passwords::hash(&new)?;
     let record = audit::record(ctx, event(AuditKind::PasswordChange, Outcome::Success), now)?;
     let changed = store
         .change_password(

@@ -8,12 +8,11 @@
 
 use latch_domain::{
     AuditEvent, AuditKind, Email, Outcome, RefreshToken, ThrottleKey, ThrottlePolicy,
-    verify_password_or_dummy,
 };
 use latch_store::{NewSession, Throttles};
 use latch_web::request::{json_body, required};
 use latch_web::{
-    ApiError, Ctx, Method, Request, Response, audit, auth, config, db, response, time,
+    ApiError, Ctx, Method, Request, Response, audit, auth, config, db, passwords, response, time,
 };
 use serde::Deserialize;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -87,13 +86,13 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
 
     // The same argon2 work whether or not the email exists.
     let known = context.credentials.is_some();
-    let verified = verify_password_or_dummy(
+    let verified = passwords::verify(
         password,
         context
             .credentials
             .as_ref()
             .map(|c| c.password_hash.as_str()),
-    );
+    )?;
     let credentials = context.credentials.filter(|c| verified && c.user.is_active);
     let Some(credentials) = credentials else {
         let reason = match (verified, known) {

@@ -4,11 +4,11 @@
 //! invalid fields; 409 when the email is taken (also when two sign-ups race).
 //! One database round trip.
 
-use latch_domain::{AuditEvent, AuditKind, Email, FullName, Outcome, Password, hash_password};
+use latch_domain::{AuditEvent, AuditKind, Email, FullName, Outcome, Password};
 use latch_store::{NewUser, SignupOutcome};
 use latch_web::request::{json_body, required};
 use latch_web::{
-    ApiError, Ctx, Fields, Method, Request, Response, audit, config, db, response, time,
+    ApiError, Ctx, Fields, Method, Request, Response, audit, config, db, passwords, response, time,
 };
 use serde::Deserialize;
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -42,7 +42,7 @@ async fn signup(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         return Err(ApiError::Internal("validated fields missing"));
     };
 
-    let password_hash = hash_password(&password, latch_web::random()?)?;
+    let password_hash = passwords::hash(&password)?;
     let now = time::now();
     let store = db::open()?;
     let user_id = latch_web::new_id()?;

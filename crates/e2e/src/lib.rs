@@ -13,9 +13,7 @@
 //!
 //! ```text
 //! cargo build -p latch -p sqlitecloud-standin
-//! cargo build --target wasm32-wasip2 --profile wasm -p route-health -p route-ready \
-//!     -p route-signup -p route-signin -p route-refresh -p route-signout \
-//!     -p route-password -p route-sessions -p route-profile -p route-jwks
+//! cargo build --target wasm32-wasip2 --profile wasm -p route-<name>   # each components/<name>
 //! ```
 //!
 //! `LATCH_BIN` and `STANDIN_BIN` override where the two binaries are found

@@ -15,7 +15,7 @@ use crate::client::{Call, Client, Reply, Secrets, raw_exchange};
 use crate::{Account, Backend, Tokens, unique_email, unique_password};
 
 /// How long `latch up` may take to listen. Long, because the first start
-/// of a run compiles the ten components (later starts load them from
+/// of a run compiles every component (later starts load them from
 /// `target/e2e-cache`).
 const SERVICE_START_TIMEOUT: Duration = Duration::from_secs(240);
 /// How long the stand-in may take to listen.
@@ -31,25 +31,9 @@ pub const STANDIN_API_KEY: &str = "e2e-standin-key-5c1f0a93";
 /// The database the SQLite Cloud backend uses on the stand-in.
 pub const STANDIN_DATABASE: &str = "latch";
 
-/// The route components `spin.toml` serves.
-const COMPONENTS: [&str; 10] = [
-    "route_health",
-    "route_ready",
-    "route_signup",
-    "route_signin",
-    "route_refresh",
-    "route_signout",
-    "route_password",
-    "route_sessions",
-    "route_profile",
-    "route_jwks",
-];
-
 const BUILD_HELP: &str = "build first (scripts/e2e.sh does):\n  \
      cargo build -p latch -p sqlitecloud-standin\n  \
-     cargo build --target wasm32-wasip2 --profile wasm -p route-health -p route-ready -p route-signup \
-     -p route-signin -p route-refresh -p route-signout -p route-password -p route-sessions \
-     -p route-profile -p route-jwks";
+     cargo build --target wasm32-wasip2 --profile wasm -p route-<name> (every components/<name>)";
 
 /// The repository root (holding `spin.toml`).
 pub fn repo_root() -> PathBuf {
@@ -101,9 +85,15 @@ fn check_components() {
     static CHECKED: OnceLock<()> = OnceLock::new();
     CHECKED.get_or_init(|| {
         let dir = repo_root().join("target/wasm32-wasip2/wasm");
-        let missing: Vec<&str> = COMPONENTS
+        let sources = repo_root().join("components");
+        let components: Vec<String> = std::fs::read_dir(&sources)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", sources.display()))
+            .flatten()
+            .filter(|entry| entry.path().join("Cargo.toml").is_file())
+            .map(|entry| format!("route_{}", entry.file_name().to_string_lossy()))
+            .collect();
+        let missing: Vec<&String> = components
             .iter()
-            .copied()
             .filter(|c| !dir.join(format!("{c}.wasm")).is_file())
             .collect();
         assert!(

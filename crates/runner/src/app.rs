@@ -11,7 +11,7 @@ use wasmtime::component::Linker;
 use wasmtime_wasi_http::p2::bindings::ProxyPre;
 
 use crate::engine::{ComponentCache, EngineOptions, LoadedFrom, Runtime, WasmDigest};
-use crate::host::outbound_http::OutboundClient;
+use crate::host::outbound_http::{OutboundClient, ServiceChain};
 use crate::host::sqlite::Databases;
 use crate::host::stdio::GuestLog;
 use crate::host::{self, ComponentHost, ConfigureContext, InstanceState, limits::LimitsConfig};
@@ -127,10 +127,12 @@ impl App {
         let telemetry = Telemetry::start(&options.telemetry, &manifest.application.name)
             .context("starting telemetry")?;
         let outbound = OutboundClient::new(options.tcp_nodelay);
+        let chain = ServiceChain::new(runtime.engine.clone());
         let context = ConfigureContext {
             variables,
             databases: &databases,
             outbound: &outbound,
+            chain: &chain,
             limits: LimitsConfig {
                 memory_bytes: options.engine.memory_limit,
             },
@@ -155,7 +157,7 @@ impl App {
                 .http_triggers
                 .iter()
                 .filter(|t| t.component == *id)
-                .map(|t| t.route.as_str());
+                .filter_map(|t| t.route.as_deref());
             slots.insert(
                 id.clone(),
                 Arc::new(ComponentSlot {
@@ -171,7 +173,11 @@ impl App {
 
         let mut routes = Vec::new();
         for trigger in &manifest.http_triggers {
-            let pattern = RoutePattern::parse(&trigger.route).map_err(anyhow::Error::msg)?;
+            // Private triggers are reached through service chaining only.
+            let Some(route) = &trigger.route else {
+                continue;
+            };
+            let pattern = RoutePattern::parse(route).map_err(anyhow::Error::msg)?;
             let slot = slots
                 .get(&trigger.component)
                 .with_context(|| {
@@ -181,6 +187,16 @@ impl App {
             routes.push((pattern, slot));
         }
         let router = Router::new(routes).map_err(anyhow::Error::msg)?;
+        let triggered: std::collections::BTreeSet<&str> = manifest
+            .http_triggers
+            .iter()
+            .map(|t| t.component.as_str())
+            .collect();
+        chain.set_targets(
+            slots
+                .values()
+                .filter(|slot| triggered.contains(slot.id.as_str())),
+        );
 
         Ok(App {
             manifest,

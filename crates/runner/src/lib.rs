@@ -14,6 +14,7 @@ pub mod check;
 pub mod engine;
 pub mod handover;
 pub mod host;
+pub mod instance;
 pub mod manifest;
 pub mod router;
 pub mod server;

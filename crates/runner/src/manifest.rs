@@ -128,13 +128,12 @@ struct RawHttpTrigger {
 #[serde(untagged)]
 enum RawRoute {
     Path(String),
-    Private(#[allow(dead_code)] RawPrivateRoute),
+    Private(RawPrivateRoute),
 }
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPrivateRoute {
-    #[allow(dead_code)]
     private: bool,
 }
 
@@ -152,7 +151,10 @@ struct RawExecutor {
 /// One `[[trigger.http]]`: a route pattern such as `/auth/signin` or `/p/:id/...`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpTrigger {
-    pub route: String,
+    /// The public route; `None` for `route = { private = true }`: the
+    /// component is reachable only through service chaining
+    /// (`http://<component>.spin.internal`).
+    pub route: Option<String>,
     pub component: String,
 }
 
@@ -357,11 +359,13 @@ impl Converter<'_> {
             let route = match t.route {
                 RawRoute::Path(route) => {
                     validate_route(&route).map_err(|m| self.invalid(format!("{at}: {m}")))?;
-                    route
+                    Some(route)
                 }
-                // Private routes exist for service chaining (`*.spin.internal`).
-                RawRoute::Private(_) => {
-                    return Err(self.unsupported(format!("{at}.route.private")));
+                RawRoute::Private(RawPrivateRoute { private: true }) => None,
+                RawRoute::Private(RawPrivateRoute { private: false }) => {
+                    return Err(self.invalid(format!(
+                        "{at}.route: a table route must be `{{ private = true }}`"
+                    )));
                 }
             };
             http_triggers.push(HttpTrigger { route, component });
@@ -523,6 +527,26 @@ sqlite_databases = ["default"]
 [component.hello.variables]
 message = "{{ greeting }}, world"
 "#;
+
+    #[test]
+    fn private_routes_are_triggers_without_a_public_route() {
+        let text = MINIMAL.replace(
+            "[component.hello]",
+            "[[trigger.http]]\nroute = { private = true }\ncomponent = \"hello\"\n[component.hello]",
+        );
+        let m = parse(&text).unwrap();
+        let routes: Vec<Option<&str>> =
+            m.http_triggers.iter().map(|t| t.route.as_deref()).collect();
+        assert_eq!(routes, vec![Some("/hello/..."), None]);
+        let not_private = MINIMAL.replace(
+            "[component.hello]",
+            "[[trigger.http]]\nroute = { private = false }\ncomponent = \"hello\"\n[component.hello]",
+        );
+        assert!(matches!(
+            parse(&not_private),
+            Err(ManifestError::Invalid { .. })
+        ));
+    }
 
     #[test]
     fn parses_a_minimal_manifest() {

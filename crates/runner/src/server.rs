@@ -12,15 +12,11 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use wasmtime::{Store, Trap};
-use wasmtime_wasi_http::WasiHttpView;
-use wasmtime_wasi_http::p2::bindings::http::types::Scheme;
+use tokio::sync::Semaphore;
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
 use crate::app::{App, ComponentSlot};
-use crate::engine::EPOCH_TICK;
-use crate::handover::hand_over;
+use crate::instance::{self, Failure};
 use crate::router::RouteMatch;
 use crate::telemetry::ServerSpan;
 
@@ -122,81 +118,46 @@ struct Trigger {
     local_addr: SocketAddr,
 }
 
-/// Why a request ended without the component's answer.
-#[derive(Debug)]
-enum Failure {
-    Trapped,
-    OutOfMemory,
-    TimedOut,
-    NoResponse,
-    GuestError(String),
-    Busy,
-    Internal(String),
-}
-
-impl Failure {
-    /// The span's `error.type`: low-cardinality, stable.
-    fn error_type(&self) -> &'static str {
-        match self {
-            Failure::Trapped => "trap",
-            Failure::OutOfMemory => "out_of_memory",
-            Failure::TimedOut => "timeout",
-            Failure::NoResponse => "no_response",
-            Failure::GuestError(_) => "guest_error",
-            Failure::Busy => "busy",
-            Failure::Internal(_) => "internal",
-        }
-    }
-
-    /// What the log says (the client only gets the generic detail).
-    fn log_detail(&self) -> String {
-        match self {
-            Failure::GuestError(code) => format!("the guest set an error response: {code}"),
-            Failure::Internal(message) => format!("runner error: {message}"),
-            other => format!("{other:?}"),
-        }
-    }
-
-    fn into_response(self, component: &str) -> Response<HyperOutgoingBody> {
-        let (status, title, detail) = match &self {
-            Failure::Trapped => (
-                500,
-                "Internal Server Error",
-                format!("component `{component}` failed (trap)"),
-            ),
-            Failure::OutOfMemory => (
-                500,
-                "Internal Server Error",
-                format!("component `{component}` exceeded its memory limit"),
-            ),
-            Failure::TimedOut => (
-                500,
-                "Internal Server Error",
-                format!("component `{component}` exceeded its time limit"),
-            ),
-            Failure::NoResponse => (
-                500,
-                "Internal Server Error",
-                format!("component `{component}` returned no response"),
-            ),
-            Failure::GuestError(_) => (
-                500,
-                "Internal Server Error",
-                format!("component `{component}` reported an error"),
-            ),
-            Failure::Busy => (
-                503,
-                "Service Unavailable",
-                "no instance became free in time".to_string(),
-            ),
-            Failure::Internal(_) => (
-                500,
-                "Internal Server Error",
-                "the runner could not run the component".to_string(),
-            ),
-        };
-        problem(status, title, &detail)
-    }
+/// The runner's answer when the component gave none.
+fn failure_response(failure: Failure, component: &str) -> Response<HyperOutgoingBody> {
+    let (status, title, detail) = match &failure {
+        Failure::Trapped => (
+            500,
+            "Internal Server Error",
+            format!("component `{component}` failed (trap)"),
+        ),
+        Failure::OutOfMemory => (
+            500,
+            "Internal Server Error",
+            format!("component `{component}` exceeded its memory limit"),
+        ),
+        Failure::TimedOut => (
+            500,
+            "Internal Server Error",
+            format!("component `{component}` exceeded its time limit"),
+        ),
+        Failure::NoResponse => (
+            500,
+            "Internal Server Error",
+            format!("component `{component}` returned no response"),
+        ),
+        Failure::GuestError(_) => (
+            500,
+            "Internal Server Error",
+            format!("component `{component}` reported an error"),
+        ),
+        Failure::Busy => (
+            503,
+            "Service Unavailable",
+            "no instance became free in time".to_string(),
+        ),
+        Failure::Internal(_) => (
+            500,
+            "Internal Server Error",
+            "the runner could not run the component".to_string(),
+        ),
+    };
+    problem(status, title, &detail)
 }
 
 /// An RFC 9457 problem response from the runner itself.
@@ -266,7 +227,7 @@ impl Trigger {
             Err(failure) => {
                 tracing::warn!(component_id = %slot.id, %route, "request failed: {}", failure.log_detail());
                 let error_type = failure.error_type();
-                (failure.into_response(&slot.id), Some(error_type))
+                (failure_response(failure, &slot.id), Some(error_type))
             }
         };
         span.finish(
@@ -357,91 +318,18 @@ impl Trigger {
         .await
         .map_err(|_| Failure::Busy)?
         .map_err(|_| Failure::Busy)?;
-        self.run_instance(request, slot, permit, span).await
-    }
-
-    async fn run_instance(
-        &self,
-        request: Request<Full<Bytes>>,
-        slot: &Arc<ComponentSlot>,
-        permit: OwnedSemaphorePermit,
-        span: &ServerSpan,
-    ) -> Result<Response<HyperOutgoingBody>, Failure> {
-        let loaded = slot.current();
-        let engine = &self.app.runtime.engine;
+        let request =
+            request.map(|body| body.map_err(wasmtime_wasi_http::Error::from).boxed_unsync());
         let telemetry = span.instance(&slot.telemetry);
-        let mut store = Store::new(engine, slot.host.instance_state_with(&telemetry));
-        store.limiter(|state| &mut state.limits);
-        let timeout = self.options.request_timeout;
-        store.set_epoch_deadline((timeout.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64);
-        store.epoch_deadline_trap();
-
-        let (sender, receiver) = tokio::sync::oneshot::channel();
-        let request = request.map(|body| body.map_err(wasmtime_wasi_http::Error::from));
-        let incoming = store
-            .data_mut()
-            .http()
-            .new_incoming_request(Scheme::Http, request)
-            .map_err(|e| Failure::Internal(e.to_string()))?;
-        // Called inside the guest's `response-outparam.set`: the head goes out
-        // with what the body holds at that moment, or alone (as Spin may send it).
-        let outparam = store
-            .data_mut()
-            .http()
-            .new_response_outparam_from_callback(move |response| {
-                let _ = sender.send(response.map(|r| r.map(|b| hand_over(b).boxed_unsync())));
-            })
-            .map_err(|e| Failure::Internal(e.to_string()))?;
-
-        // The guest runs in its own task: it may keep streaming the body after
-        // the response head has been sent.
-        let task = tokio::spawn(async move {
-            let _permit = permit;
-            let run = async {
-                let proxy = loaded.pre.instantiate_async(&mut store).await?;
-                store.data_mut().limits.mark_instantiated();
-                proxy
-                    .wasi_http_incoming_handler()
-                    .call_handle(&mut store, incoming, outparam)
-                    .await
-            };
-            let outcome = match tokio::time::timeout(timeout, run).await {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(e)) => Err(classify(&e, store.data().limits.memory_denied)),
-                Err(_) => Err(Failure::TimedOut),
-            };
-            let limits = &store.data().limits;
-            telemetry.finish(
-                outcome.as_ref().err().map(Failure::error_type),
-                limits.memory_used,
-                limits.memory_used_on_init.unwrap_or(limits.memory_used),
-            );
-            outcome
-        });
-
-        match receiver.await {
-            Ok(Ok(response)) => Ok(response),
-            Ok(Err(code)) => Err(Failure::GuestError(format!("{code:?}"))),
-            Err(_) => match task.await {
-                Ok(Ok(())) => Err(Failure::NoResponse),
-                Ok(Err(failure)) => Err(failure),
-                Err(e) => Err(Failure::Internal(format!("instance task: {e}"))),
-            },
-        }
-    }
-}
-
-fn classify(error: &wasmtime::Error, memory_denied: bool) -> Failure {
-    if memory_denied {
-        return Failure::OutOfMemory;
-    }
-    match error.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => Failure::TimedOut,
-        Some(_) => Failure::Trapped,
-        None => {
-            tracing::debug!("guest error: {error:#}");
-            Failure::Trapped
-        }
+        instance::run(
+            &self.app.runtime.engine,
+            slot,
+            request,
+            self.options.request_timeout,
+            Some(permit),
+            telemetry,
+        )
+        .await
     }
 }
 
@@ -453,10 +341,7 @@ fn too_large(limit: usize) -> Response<HyperOutgoingBody> {
     )
 }
 
-/// The `spin-*` headers Spin gives a component, appended as Spin 3.6.3 does:
-/// after any `spin-*` header of the same name the client sent, which stays.
-/// So a component must take the last value (a client must not choose its own
-/// `spin-client-addr`); latch keeps the forgery in place to show what Spin shows.
+/// The `spin-*` headers of a routed request (see [`append_spin_headers`]).
 fn set_spin_headers(
     headers: &mut HeaderMap,
     matched: &RouteMatch<'_, Arc<ComponentSlot>>,
@@ -464,19 +349,51 @@ fn set_spin_headers(
     client: SocketAddr,
 ) {
     let raw = matched.pattern.raw();
+    append_spin_headers(
+        headers,
+        &SpinHeaders {
+            full_url,
+            path_info: &matched.path_info,
+            matched_route: raw,
+            component_route: matched.pattern.without_wildcard(),
+            client,
+            params: &matched.params,
+        },
+    );
+}
+
+/// What Spin tells a component about how its request was routed.
+pub(crate) struct SpinHeaders<'a> {
+    pub full_url: &'a str,
+    pub path_info: &'a str,
+    /// The route as written in the manifest (`spin-matched-route` and
+    /// `spin-raw-component-route`).
+    pub matched_route: &'a str,
+    /// The route without its trailing wildcard.
+    pub component_route: &'a str,
+    pub client: SocketAddr,
+    /// `:name` segments and their values.
+    pub params: &'a [(String, String)],
+}
+
+/// Appends Spin's `spin-*` headers as Spin 3.6.3 does: after any `spin-*`
+/// header of the same name the client sent, which stays. So a component must
+/// take the last value (a client must not choose its own `spin-client-addr`);
+/// latch keeps the forgery in place to show what Spin shows.
+pub(crate) fn append_spin_headers(headers: &mut HeaderMap, spin: &SpinHeaders<'_>) {
     let mut set = |name: &str, value: &str| {
         if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
             headers.append(name, value);
         }
     };
-    set("spin-full-url", full_url);
-    set("spin-path-info", &matched.path_info);
-    set("spin-matched-route", raw);
-    set("spin-raw-component-route", raw);
-    set("spin-component-route", matched.pattern.without_wildcard());
+    set("spin-full-url", spin.full_url);
+    set("spin-path-info", spin.path_info);
+    set("spin-matched-route", spin.matched_route);
+    set("spin-raw-component-route", spin.matched_route);
+    set("spin-component-route", spin.component_route);
     set("spin-base-path", "/");
-    set("spin-client-addr", &client.to_string());
-    for (name, value) in &matched.params {
+    set("spin-client-addr", &spin.client.to_string());
+    for (name, value) in spin.params {
         set(
             &format!("spin-path-match-{}", name.replace('_', "-")),
             value,

@@ -626,3 +626,61 @@ fn a_request_larger_than_the_host_buffer_leaves_whole() {
         );
     }
 }
+
+#[test]
+fn service_chaining_reaches_a_private_component_in_process() {
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "chain"
+[[trigger.http]]
+route = "/..."
+component = "probe"
+[[trigger.http]]
+route = {{ private = true }}
+component = "other"
+[component.probe]
+source = "{probe}"
+allowed_outbound_hosts = ["http://other.spin.internal"]
+[component.other]
+source = "{other}"
+"#,
+        probe = fixtures().probe.display(),
+        other = fixtures().other.display(),
+    );
+    let app = TestApp::start(&manifest);
+    // The private component answers through its `.spin.internal` name...
+    let chained = app.get("/fetch?url=http://other.spin.internal/anything");
+    assert_eq!((chained.status, chained.body.as_str()), (200, "status=200"));
+    // ...a name that is no component is an error, not a request on the network...
+    let unknown = app.get("/fetch?url=http://nobody.spin.internal/");
+    assert_eq!(unknown.status, 502, "{}", unknown.body);
+    // ...and nothing public routes to it (every path is the probe's).
+    assert_eq!(app.get("/version").body, "probe");
+}
+
+#[test]
+fn service_chaining_needs_the_host_in_allowed_outbound_hosts() {
+    let manifest = format!(
+        r#"spin_manifest_version = 2
+[application]
+name = "chain"
+[[trigger.http]]
+route = "/..."
+component = "probe"
+[[trigger.http]]
+route = {{ private = true }}
+component = "other"
+[component.probe]
+source = "{probe}"
+[component.other]
+source = "{other}"
+"#,
+        probe = fixtures().probe.display(),
+        other = fixtures().other.display(),
+    );
+    let app = TestApp::start(&manifest);
+    let denied = app.get("/fetch?url=http://other.spin.internal/");
+    assert_eq!(denied.status, 502);
+    assert!(denied.body.contains("HttpRequestDenied"), "{}", denied.body);
+}

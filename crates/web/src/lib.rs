@@ -10,6 +10,7 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod passwords;
 pub mod request;
 pub mod response;
 pub mod time;

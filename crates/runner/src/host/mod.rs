@@ -40,6 +40,8 @@ pub struct ConfigureContext<'a> {
     pub databases: &'a sqlite::Databases,
     /// The application's outbound HTTP client (one connection pool, as in Spin).
     pub outbound: &'a outbound_http::OutboundClient,
+    /// The components service chaining reaches.
+    pub chain: &'a Arc<outbound_http::ServiceChain>,
     pub limits: limits::LimitsConfig,
     pub log: stdio::GuestLog,
 }
@@ -58,6 +60,7 @@ impl ComponentHost {
                 ctx.variables,
                 decl,
                 ctx.outbound,
+                ctx.chain,
             )?,
             sqlite: sqlite::SqliteConfig::configure(ctx.databases, decl)?,
             variables: variables::VariablesConfig::configure(ctx.variables, decl)?,

@@ -4,6 +4,7 @@
 //! Requests leave through the application's pooled [`OutboundClient`], which
 //! handles connections as Spin 3.6.3 does.
 
+mod chain;
 mod client;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use crate::manifest::ComponentDecl;
 use crate::telemetry::InstanceTelemetry;
 use crate::variables::AppVariables;
 
+pub use chain::ServiceChain;
 pub use client::OutboundClient;
 
 use crate::handover::hand_over;
@@ -193,6 +195,7 @@ pub struct OutboundHttpConfig {
     component: Arc<str>,
     allowed: Arc<AllowedHosts>,
     client: OutboundClient,
+    chain: Arc<ServiceChain>,
 }
 
 impl OutboundHttpConfig {
@@ -201,6 +204,7 @@ impl OutboundHttpConfig {
         variables: &AppVariables,
         decl: &ComponentDecl,
         client: &OutboundClient,
+        chain: &Arc<ServiceChain>,
     ) -> anyhow::Result<OutboundHttpConfig> {
         let mut rendered = Vec::new();
         for entry in &decl.allowed_outbound_hosts {
@@ -212,6 +216,7 @@ impl OutboundHttpConfig {
             component: component.clone(),
             allowed: Arc::new(allowed),
             client: client.clone(),
+            chain: chain.clone(),
         })
     }
 
@@ -220,6 +225,7 @@ impl OutboundHttpConfig {
             component: self.component.clone(),
             allowed: self.allowed.clone(),
             client: self.client.clone(),
+            chain: self.chain.clone(),
             telemetry: telemetry.clone(),
         }
     }
@@ -230,6 +236,7 @@ pub struct OutboundHttp {
     component: Arc<str>,
     allowed: Arc<AllowedHosts>,
     client: OutboundClient,
+    chain: Arc<ServiceChain>,
     /// Spin's `spin_outbound_http.send_request` client span.
     telemetry: InstanceTelemetry,
 }
@@ -266,6 +273,19 @@ impl WasiHttpHooks for OutboundHttp {
         // Called inside the guest's `outgoing-handler.handle`: the head goes out
         // with what the body holds at that moment, or alone (as Spin may send it).
         let request = request.map(|body| hand_over(body).boxed_unsync());
+        if let Some(component) = ServiceChain::target_of(request.uri()) {
+            let component = component.to_string();
+            let chain = self.chain.clone();
+            return Box::new(async move {
+                let response = chain.call(&component, request, options).await;
+                match &response {
+                    Ok(r) => span.finish(Some(r.status().as_u16()), None),
+                    Err(e) => span.finish(None, Some(&format!("{e:?}"))),
+                }
+                let io = async { Ok(()) };
+                response.map(|r| (r, Box::new(io) as Box<dyn Future<Output = _> + Send>))
+            });
+        }
         let client = self.client.clone();
         Box::new(async move {
             match client.send(request, options).await {
