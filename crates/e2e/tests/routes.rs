@@ -327,6 +327,17 @@ fn cookies_drop_secure_only_when_configured(backend: Backend) {
         .send();
     out.expect_status(200);
     assert_cookies_cleared(&out, false);
+
+    // An answer made before any handler runs (a body over the limit) follows
+    // the same setting: no HSTS over plain HTTP.
+    let huge = json!({"email": account.email, "password": "p".repeat(16 * 1024)});
+    let refused = svc.post("/auth/signin").json(&huge).send();
+    assert_problem(&refused, 413);
+    assert_eq!(
+        refused.header("strict-transport-security"),
+        None,
+        "{refused}"
+    );
 }
 
 fn signin_failures_are_indistinguishable(backend: Backend) {

@@ -49,6 +49,15 @@ pub fn runtime_header(req: &Request, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
+/// The `cookie_secure` variable: true unless the deployment says plain HTTP
+/// (an unreadable or invalid value keeps cookies `Secure`).
+fn secure_cookies() -> bool {
+    spin_sdk::variables::get("cookie_secure")
+        .ok()
+        .and_then(|v| latch_domain::config::parse_bool("cookie_secure", &v).ok())
+        .unwrap_or(true)
+}
+
 impl Ctx {
     pub fn new(req: &Request, route: &'static str) -> Ctx {
         let request_id = header(req, "x-request-id")
@@ -71,10 +80,7 @@ impl Ctx {
             user_agent: header(req, "user-agent").map(|ua| ua.chars().take(256).collect()),
             cookies: header(req, "cookie"),
             authorization: header(req, "authorization"),
-            secure_cookies: spin_sdk::variables::get("cookie_secure")
-                .ok()
-                .and_then(|v| latch_domain::config::parse_bool("cookie_secure", &v).ok())
-                .unwrap_or(true),
+            secure_cookies: secure_cookies(),
         }
     }
 
@@ -90,7 +96,7 @@ impl Ctx {
             user_agent: None,
             cookies: None,
             authorization: None,
-            secure_cookies: true,
+            secure_cookies: secure_cookies(),
         }
     }
 
