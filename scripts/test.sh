@@ -49,6 +49,10 @@ cargo deny --locked check --hide-inclusion-graph bans licenses sources
 step "build: latch, the SQLite Cloud stand-in, and the wasm32-wasip2 components"
 cargo build --locked -p latch -p sqlitecloud-standin
 cargo build --locked --target wasm32-wasip2 --profile wasm "${components[@]}"
+# The tests use this stand-in; without it, crates/cli's tests would run
+# `cargo build -p sqlitecloud-standin` alone, whose different feature set
+# rebuilds its dependencies (70 s here).
+export STANDIN_BIN="$PWD/target/debug/sqlitecloud-standin"
 
 step "latch check: manifest and components against the runner and wit/"
 ./target/debug/latch check --data-dir target/e2e-cache-check
@@ -79,6 +83,9 @@ bash scripts/checks/k8s.sh
 
 step "dashboards and alerts (promtool, PromQL parse)"
 bash scripts/checks/observability.sh
+
+step "ASVS table: every named test exists (docs/security.md)"
+python3 scripts/checks/asvs.py
 
 step "dashboards against live data: latch up + a real Prometheus"
 bash scripts/checks/observability-e2e.sh

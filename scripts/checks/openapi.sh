@@ -4,8 +4,8 @@
 #
 #   1. docs/openapi.yaml is a valid OpenAPI 3.1 document (openapi-spec-validator)
 #   2. three `latch up` instances on free loopback ports, each with its own empty
-#      database: development with cookie_secure=false; production with a signing key,
-#      an older verification key and tokens_in_body=true; production without a signing key
+#      database: development with cookie_secure=false; production (behind_tls=true) with a
+#      signing key, an older verification key and tokens_in_body=true; production without a signing key
 #   3. a scripted flow through every route and every error case a client can cause
 #      (scripts/checks/openapi_flow.py): each response's status must be documented for
 #      its operation, and its content type, required headers and body must match;
@@ -207,9 +207,10 @@ PY
   DEV_URL="$BASE_URL"
   wait_healthy || return 1
   start_instance prod SPIN_VARIABLE_ENVIRONMENT=production SPIN_VARIABLE_SIGNING_KEY="$signing" \
-    SPIN_VARIABLE_VERIFICATION_KEYS="$verification" SPIN_VARIABLE_TOKENS_IN_BODY=true
+    SPIN_VARIABLE_VERIFICATION_KEYS="$verification" SPIN_VARIABLE_TOKENS_IN_BODY=true \
+    SPIN_VARIABLE_BEHIND_TLS=true
   PROD_URL="$BASE_URL"
-  start_instance nokey SPIN_VARIABLE_ENVIRONMENT=production
+  start_instance nokey SPIN_VARIABLE_ENVIRONMENT=production SPIN_VARIABLE_BEHIND_TLS=true
   NOKEY_URL="$BASE_URL"
   wait_healthy || return 1
   INSTANCES_UP=1

@@ -7,8 +7,10 @@ Three instances, started by openapi.sh:
           error case a client can cause (validation, duplicates, lock-outs, reuse, 405,
           413, 415, malformed JSON, runtime 404 ...)
   --prod  production with a signing key and an older verification key, tokens_in_body=true,
-          Secure cookies: body tokens, refresh through a JSON body, two JWKS keys
-  --nokey production without a signing key: the 503 answers and the not-ready probe
+          Secure cookies, behind_tls=true (HSTS): body tokens, refresh through a JSON body,
+          two JWKS keys
+  --nokey production without a signing key, behind_tls=true: the 503 answers and the
+          not-ready probe
 
 Each response is validated with openapi-core (status documented for the operation,
 content type, required headers, body schema); a method a route does not answer is
@@ -80,6 +82,8 @@ class Instance:
     name: str
     base: str
     secure_cookies: bool
+    # behind_tls: the deployment says clients use HTTPS, so every answer carries HSTS.
+    behind_tls: bool
     tokens_in_body: bool = False
 
 
@@ -242,10 +246,10 @@ class Checker:
             if headers.get(name) != value:
                 self.report.fail(label, f"header {name} is {headers.get(name)!r}, expected {value!r}")
         hsts = headers.get("strict-transport-security")
-        if inst.secure_cookies and hsts != HSTS:
-            self.report.fail(label, f"Strict-Transport-Security is {hsts!r} with Secure cookies")
-        if not inst.secure_cookies and hsts is not None:
-            self.report.fail(label, "Strict-Transport-Security sent although the deployment sets cookie_secure=false")
+        if inst.behind_tls and hsts != HSTS:
+            self.report.fail(label, f"Strict-Transport-Security is {hsts!r} behind TLS (behind_tls=true)")
+        if not inst.behind_tls and hsts is not None:
+            self.report.fail(label, "Strict-Transport-Security sent although the deployment is not behind TLS")
         for cookie in response.raw.headers.getlist("Set-Cookie"):
             match = COOKIE_RE.match(cookie)
             if match is None:
@@ -687,17 +691,17 @@ def main() -> int:
     checker = Checker(args.spec, report)
     started = time.monotonic()
     print("== development instance (cookie_secure=false)", flush=True)
-    tokens = flow_dev(checker, Instance("dev", args.dev, secure_cookies=False))
+    tokens = flow_dev(checker, Instance("dev", args.dev, secure_cookies=False, behind_tls=False))
     if args.prod:
         print("== production instance (tokens_in_body=true, Secure cookies)", flush=True)
         tokens["prod_access"] = flow_prod(
             checker,
-            Instance("prod", args.prod, secure_cookies=True, tokens_in_body=True),
+            Instance("prod", args.prod, secure_cookies=True, behind_tls=True, tokens_in_body=True),
             [k for k in args.prod_kids.split(",") if k],
         )
     if args.nokey:
         print("== production instance without a signing key", flush=True)
-        flow_nokey(checker, Instance("nokey", args.nokey, secure_cookies=True))
+        flow_nokey(checker, Instance("nokey", args.nokey, secure_cookies=True, behind_tls=True))
     if args.tokens_out:
         with open(args.tokens_out, "w", encoding="utf-8") as handle:
             json.dump(tokens, handle)

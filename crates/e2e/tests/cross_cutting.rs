@@ -344,7 +344,8 @@ fn garbage_bytes_never_cause_a_server_error(backend: Backend) {
 }
 
 fn every_answer_carries_the_security_headers(backend: Backend) {
-    let svc = Service::start_default(backend);
+    // Behind TLS (`behind_tls`), every answer carries HSTS as well.
+    let svc = Options::new(backend).var("behind_tls", "true").start();
     let account = svc.create_account();
     let tokens = svc.sign_in(&account);
     let second = svc.sign_in(&account);

@@ -489,7 +489,9 @@ pub fn check_template(
     template: &str,
     variables: &BTreeMap<String, VariableDecl>,
 ) -> Result<(), String> {
-    for part in crate::variables::Template::parse(template)?.parts() {
+    let parsed = crate::variables::Template::parse(template)
+        .map_err(|e| format!("invalid template `{template}`: {e}"))?;
+    for part in parsed.parts() {
         if let crate::variables::TemplatePart::Variable(name) = part
             && !variables.contains_key(name.as_str())
         {

@@ -18,8 +18,24 @@ pub enum VariablesError {
     MissingRequired(String),
     #[error("cannot read {path}: {message}")]
     DotEnv { path: String, message: String },
-    #[error("invalid template `{template}`: {message}")]
-    Template { template: String, message: String },
+    #[error("invalid template `{template}`: {source}")]
+    Template {
+        template: String,
+        source: TemplateError,
+    },
+}
+
+/// Why a template cannot be parsed or rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TemplateError {
+    #[error("unclosed `{{{{`")]
+    Unclosed,
+    #[error("unopened `}}}}`")]
+    Unopened,
+    #[error("`{0}` is not a variable name")]
+    NotAName(String),
+    #[error("variable `{0}` has no value")]
+    NoValue(String),
 }
 
 /// One piece of a template.
@@ -35,7 +51,7 @@ pub struct Template(Vec<TemplatePart>);
 
 impl Template {
     /// Parses literal text with `{{ name }}` references.
-    pub fn parse(text: &str) -> Result<Template, String> {
+    pub fn parse(text: &str) -> Result<Template, TemplateError> {
         let mut parts = Vec::new();
         let mut rest = text;
         while let Some(start) = rest.find("{{") {
@@ -43,18 +59,16 @@ impl Template {
                 parts.push(TemplatePart::Literal(rest[..start].to_string()));
             }
             let after = &rest[start + 2..];
-            let end = after
-                .find("}}")
-                .ok_or_else(|| format!("unclosed `{{{{` in `{text}`"))?;
+            let end = after.find("}}").ok_or(TemplateError::Unclosed)?;
             let name = after[..end].trim();
             if !crate::manifest::is_variable_name(name) {
-                return Err(format!("`{name}` is not a variable name in `{text}`"));
+                return Err(TemplateError::NotAName(name.to_string()));
             }
             parts.push(TemplatePart::Variable(name.to_string()));
             rest = &after[end + 2..];
         }
         if rest.contains("}}") {
-            return Err(format!("unopened `}}}}` in `{text}`"));
+            return Err(TemplateError::Unopened);
         }
         if !rest.is_empty() {
             parts.push(TemplatePart::Literal(rest.to_string()));
@@ -67,7 +81,7 @@ impl Template {
     }
 
     /// Substitutes resolved application variables.
-    pub fn render(&self, values: &HashMap<String, String>) -> Result<String, String> {
+    pub fn render(&self, values: &HashMap<String, String>) -> Result<String, TemplateError> {
         let mut out = String::new();
         for part in &self.0 {
             match part {
@@ -75,7 +89,7 @@ impl Template {
                 TemplatePart::Variable(name) => out.push_str(
                     values
                         .get(name)
-                        .ok_or_else(|| format!("variable `{name}` has no value"))?,
+                        .ok_or_else(|| TemplateError::NoValue(name.clone()))?,
                 ),
             }
         }
@@ -139,9 +153,9 @@ impl AppVariables {
     pub fn render(&self, template: &str) -> Result<String, VariablesError> {
         Template::parse(template)
             .and_then(|t| t.render(&self.values))
-            .map_err(|message| VariablesError::Template {
+            .map_err(|source| VariablesError::Template {
                 template: template.to_string(),
-                message,
+                source,
             })
     }
 
@@ -269,5 +283,144 @@ source = "c.wasm"
         assert_eq!(values["SPIN_VARIABLE_B"], "two words");
         std::fs::write(&path, "garbage\n").unwrap();
         assert!(read_dotenv(&path).is_err());
+    }
+
+    /// Property tests of the manifest's variables: names, defaults and the
+    /// templates that use them come from a file a user edits. Whatever it
+    /// holds, parsing gives a value or a typed error, never a panic.
+    mod untrusted_input {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// TOML basic-string escaping, so any text can be put in a manifest.
+        fn toml_string(text: &str) -> String {
+            let mut out = String::from("\"");
+            for c in text.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    c if c.is_control() => out.push_str(&format!("\\u{:04X}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            out.push('"');
+            out
+        }
+
+        fn template_text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                any::<String>(),
+                "[a-z{} _:/.-]{0,40}",
+                "(lit|\\{\\{ ?[a-z][a-z0-9_]{0,8} ?\\}\\}|\\{\\{|\\}\\}|https://){0,6}",
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn templates_parse_or_are_refused(text in template_text()) {
+                match Template::parse(&text) {
+                    Ok(template) => {
+                        // Every variable it names renders once it has a value.
+                        let values: HashMap<String, String> = template
+                            .parts()
+                            .iter()
+                            .filter_map(|part| match part {
+                                TemplatePart::Variable(name) => Some((name.clone(), "v".to_string())),
+                                TemplatePart::Literal(_) => None,
+                            })
+                            .collect();
+                        prop_assert!(template.render(&values).is_ok());
+                        if !text.contains("{{") {
+                            prop_assert_eq!(template.render(&HashMap::new()), Ok(text.clone()));
+                        }
+                    }
+                    Err(TemplateError::NotAName(name)) => prop_assert!(!crate::manifest::is_variable_name(&name)),
+                    Err(error) => prop_assert!(matches!(error, TemplateError::Unclosed | TemplateError::Unopened)),
+                }
+            }
+
+            #[test]
+            fn literal_and_variable_parts_round_trip(
+                parts in prop::collection::vec(
+                    prop_oneof!["[a-z0-9:/. -]{1,10}".prop_map(TemplatePart::Literal), "[a-z][a-z0-9_]{0,8}".prop_map(TemplatePart::Variable)],
+                    0..8,
+                ),
+            ) {
+                let text: String = parts
+                    .iter()
+                    .map(|part| match part {
+                        TemplatePart::Literal(text) => text.clone(),
+                        TemplatePart::Variable(name) => format!("{{{{ {name} }}}}"),
+                    })
+                    .collect();
+                let values: HashMap<String, String> = parts
+                    .iter()
+                    .filter_map(|part| match part {
+                        TemplatePart::Variable(name) => Some((name.clone(), format!("<{name}>"))),
+                        TemplatePart::Literal(_) => None,
+                    })
+                    .collect();
+                let expected: String = parts
+                    .iter()
+                    .map(|part| match part {
+                        TemplatePart::Literal(text) => text.clone(),
+                        TemplatePart::Variable(name) => format!("<{name}>"),
+                    })
+                    .collect();
+                let template = Template::parse(&text).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(template.render(&values), Ok(expected));
+            }
+
+            #[test]
+            fn manifests_with_any_variables_parse_or_are_refused(
+                variables in prop::collection::btree_map(
+                    prop_oneof!["[a-z][a-z0-9_]{0,8}", "[A-Za-z0-9_ .-]{1,10}"],
+                    (prop::option::of(any::<String>()), any::<bool>(), any::<bool>()),
+                    0..5,
+                ),
+                component_variables in prop::collection::btree_map("[a-z][a-z0-9_]{0,8}|[A-Z]{1,4}", template_text(), 0..4),
+                outbound in prop::collection::vec(template_text(), 0..3),
+            ) {
+                let mut text = String::from(
+                    "spin_manifest_version = 2\n[application]\nname = \"demo\"\n[variables]\n",
+                );
+                for (name, (default, required, secret)) in &variables {
+                    let mut fields = Vec::new();
+                    if let Some(default) = default {
+                        fields.push(format!("default = {}", toml_string(default)));
+                    }
+                    if *required {
+                        fields.push("required = true".to_string());
+                    }
+                    if *secret {
+                        fields.push("secret = true".to_string());
+                    }
+                    text.push_str(&format!("{} = {{ {} }}\n", toml_string(name), fields.join(", ")));
+                }
+                text.push_str("[[trigger.http]]\nroute = \"/\"\ncomponent = \"c\"\n[component.c]\nsource = \"c.wasm\"\n");
+                let hosts: Vec<String> = outbound.iter().map(|h| toml_string(h)).collect();
+                text.push_str(&format!("allowed_outbound_hosts = [{}]\n", hosts.join(", ")));
+                text.push_str("[component.c.variables]\n");
+                for (name, template) in &component_variables {
+                    text.push_str(&format!("{} = {}\n", toml_string(name), toml_string(template)));
+                }
+                match Manifest::parse(Path::new("/app/spin.toml"), &text) {
+                    Ok(manifest) => {
+                        // What parses resolves, or names the variables it lacks.
+                        match AppVariables::resolve_with(&manifest, |_| None) {
+                            Ok(values) => {
+                                for template in component_variables.values() {
+                                    prop_assert!(values.render(template).is_ok(), "{template}");
+                                }
+                            }
+                            Err(error) => prop_assert!(matches!(error, VariablesError::MissingRequired(_))),
+                        }
+                    }
+                    Err(error) => prop_assert!(!error.to_string().is_empty()),
+                }
+            }
+        }
     }
 }

@@ -28,6 +28,9 @@ pub struct Ctx {
     authorization: Option<String>,
     /// Whether cookies carry `Secure` (all but plain-HTTP development).
     pub secure_cookies: bool,
+    /// Whether clients reach the service over HTTPS (`behind_tls`): answers
+    /// then carry `Strict-Transport-Security`.
+    pub behind_tls: bool,
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -49,13 +52,24 @@ pub fn runtime_header(req: &Request, name: &str) -> Option<String> {
         .map(str::to_string)
 }
 
-/// The `cookie_secure` variable: true unless the deployment says plain HTTP
-/// (an unreadable or invalid value keeps cookies `Secure`).
-fn secure_cookies() -> bool {
-    spin_sdk::variables::get("cookie_secure")
+/// A boolean Spin variable, or `default` when the component does not have it
+/// or its value is not a boolean.
+fn flag(name: &'static str, default: bool) -> bool {
+    spin_sdk::variables::get(name)
         .ok()
-        .and_then(|v| latch_domain::config::parse_bool("cookie_secure", &v).ok())
-        .unwrap_or(true)
+        .and_then(|v| latch_domain::config::parse_bool(name, &v).ok())
+        .unwrap_or(default)
+}
+
+/// `cookie_secure`: true unless the deployment says plain HTTP (an invalid
+/// value keeps cookies `Secure`).
+fn secure_cookies() -> bool {
+    flag("cookie_secure", true)
+}
+
+/// `behind_tls`: HSTS only where the deployment says clients use HTTPS.
+fn behind_tls() -> bool {
+    flag("behind_tls", false)
 }
 
 impl Ctx {
@@ -81,6 +95,7 @@ impl Ctx {
             cookies: header(req, "cookie"),
             authorization: header(req, "authorization"),
             secure_cookies: secure_cookies(),
+            behind_tls: behind_tls(),
         }
     }
 
@@ -97,6 +112,7 @@ impl Ctx {
             cookies: None,
             authorization: None,
             secure_cookies: secure_cookies(),
+            behind_tls: behind_tls(),
         }
     }
 
@@ -214,5 +230,145 @@ mod tests {
             None
         );
         assert_eq!(trace_id("garbage"), None);
+    }
+
+    /// Property tests of what a client controls: the JSON body and its media
+    /// type, the `Cookie` header and the `Authorization` header. Whatever
+    /// arrives, the answer is a value or a typed 4xx error, never a panic.
+    mod untrusted_input {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct SignUp {
+            email: Option<String>,
+            password: Option<String>,
+            #[serde(rename = "fullName")]
+            full_name: Option<String>,
+        }
+
+        fn ctx(cookies: Option<String>, authorization: Option<String>) -> Ctx {
+            Ctx {
+                route: "/test",
+                path: "/test".to_string(),
+                request_id: "test".to_string(),
+                trace_id: None,
+                spin_client_addr: None,
+                forwarded_for: None,
+                user_agent: None,
+                cookies,
+                authorization,
+                secure_cookies: true,
+                behind_tls: false,
+            }
+        }
+
+        /// JSON values up to a few levels deep, of every kind.
+        fn json_value() -> impl Strategy<Value = serde_json::Value> {
+            let leaf = prop_oneof![
+                Just(serde_json::Value::Null),
+                any::<bool>().prop_map(serde_json::Value::from),
+                any::<i64>().prop_map(serde_json::Value::from),
+                any::<f64>().prop_map(serde_json::Value::from),
+                any::<String>().prop_map(serde_json::Value::from),
+            ];
+            leaf.prop_recursive(3, 24, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("email".to_string()),
+                            Just("password".to_string()),
+                            Just("fullName".to_string()),
+                            any::<String>(),
+                        ],
+                        inner,
+                        0..6,
+                    )
+                    .prop_map(|map| serde_json::Value::Object(map.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn request(content_type: &str, body: Vec<u8>) -> Option<Request> {
+            http::Request::builder()
+                .method("POST")
+                .uri("/test")
+                .header("content-type", content_type)
+                .body(body)
+                .ok()
+        }
+
+        fn assert_client_error(error: ApiError) -> Result<(), TestCaseError> {
+            prop_assert!(
+                matches!(
+                    error,
+                    ApiError::UnsupportedMediaType | ApiError::MalformedBody(_)
+                ),
+                "{error:?}"
+            );
+            let response = error.into_response(&ctx(None, None));
+            prop_assert!(matches!(response.status().as_u16(), 400 | 415));
+            Ok(())
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn any_body_bytes_parse_or_get_a_4xx(
+                body in prop::collection::vec(any::<u8>(), 0..256),
+                content_type in prop_oneof![
+                    Just("application/json".to_string()),
+                    Just("application/problem+json; charset=utf-8".to_string()),
+                    "[ -~]{0,40}",
+                ],
+            ) {
+                let Some(request) = request(&content_type, body) else { return Ok(()) };
+                if let Err(error) = json_body::<SignUp>(&request) {
+                    assert_client_error(error)?;
+                }
+            }
+
+            #[test]
+            fn any_json_value_parses_or_gets_a_400(value in json_value()) {
+                let body = serde_json::to_vec(&value).unwrap_or_default();
+                let Some(request) = request("application/json", body) else { return Ok(()) };
+                match json_body::<SignUp>(&request) {
+                    Ok(_) => prop_assert!(value.is_object()),
+                    Err(error) => assert_client_error(error)?,
+                }
+            }
+
+            #[test]
+            fn cookie_headers_give_a_part_of_themselves(header in "[ -~]{0,200}|\\PC{0,100}") {
+                let ctx = ctx(Some(header.clone()), None);
+                for name in ["token", "refreshToken"] {
+                    if let Some(value) = ctx.cookie(name) {
+                        prop_assert!(header.contains(value));
+                        prop_assert!(!value.contains(';'));
+                    }
+                }
+            }
+
+            #[test]
+            fn presented_tokens_come_from_the_request_or_are_refused(
+                cookie in prop::option::of("[ -~]{0,120}"),
+                authorization in prop::option::of("[ -~]{0,120}|\\PC{0,60}"),
+            ) {
+                let ctx = ctx(cookie.clone(), authorization.clone());
+                match crate::auth::presented_token(&ctx) {
+                    Ok(token) => {
+                        let sources = [cookie.unwrap_or_default(), authorization.unwrap_or_default()];
+                        prop_assert!(sources.iter().any(|s| s.contains(token)));
+                    }
+                    Err(error) => prop_assert!(
+                        matches!(error, ApiError::Unauthorized { .. }),
+                        "{error:?}"
+                    ),
+                }
+            }
+        }
     }
 }

@@ -120,7 +120,7 @@ pub fn finish(response: &mut Response, ctx: &Ctx) {
             set_header(response, name, value);
         }
     }
-    if ctx.secure_cookies {
+    if ctx.behind_tls {
         set_header(
             response,
             "strict-transport-security",
