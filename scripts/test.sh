@@ -9,7 +9,8 @@
 # the runner's fixture tests, the black-box API and fault tests on both
 # database backends), and the black-box tests again under the real Spin when
 # a Spin 3.6 binary is on the machine (SPIN=path or on PATH); then the static checks of the deployment manifests,
-# the dashboards and alerts (with a real Prometheus), and the OpenAPI contract.
+# the dashboards and alerts (with a real Prometheus), and the OpenAPI contract; a
+# 30-second k6 smoke run of the load scenario (scripts/load/) with its thresholds.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -17,7 +18,7 @@ quick=0
 case "${1:-}" in
   --quick) quick=1 ;;
   -h | --help)
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'
     exit 0
     ;;
   "") ;;
@@ -77,6 +78,10 @@ if ((quick)); then
   step "done (quick)"
   exit 0
 fi
+
+step "load smoke: the k6 load scenario for 30 s against latch up (embedded), with its thresholds"
+LATCH_CACHE_DIR=target/e2e-cache bash scripts/load/run.sh --scenario smoke --bin target/debug \
+  --out target/load/smoke
 
 step "deployment manifests and scripts (kustomize, kubernetes-validate, checkov, shellcheck, yamllint)"
 bash scripts/checks/k8s.sh

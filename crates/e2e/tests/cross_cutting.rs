@@ -26,6 +26,8 @@ latch_e2e::both_backends!(
     concurrent_duplicate_signups_create_one_account,
     concurrent_password_guesses_cannot_slip_under_the_limit,
     concurrent_sign_ins_to_one_account_all_succeed,
+    many_users_behind_one_address_are_never_refused,
+    a_burst_of_guesses_from_one_address_stays_bounded,
     concurrent_password_changes_have_one_winner,
     every_audit_event_is_recorded_and_logged,
     logs_and_audit_rows_never_contain_secrets,
@@ -831,6 +833,79 @@ fn concurrent_sign_ins_to_one_account_all_succeed(backend: Backend) {
             "SELECT count(*) FROM audit_events WHERE event = 'signin' AND outcome = 'success'"
         ),
         20
+    );
+}
+
+/// Users behind one NAT or proxy share an address. Their correct passwords,
+/// all in flight at once, count nothing on it: more than the address's limit
+/// of 20 sign in together and none is refused.
+fn many_users_behind_one_address_are_never_refused(backend: Backend) {
+    let svc = start_for_races(backend);
+    let accounts: Vec<_> = (0..30).map(|_| svc.create_account()).collect();
+    let calls = accounts
+        .iter()
+        .map(|account| {
+            svc.post("/auth/signin")
+                .json(&json!({"email": account.email, "password": account.password}))
+        })
+        .collect();
+    let statuses: Vec<u16> = race(calls).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200; 30]);
+    assert_eq!(
+        count(
+            &svc.db(),
+            "SELECT count(*) FROM throttle WHERE key = 'ip:127.0.0.1'"
+        ),
+        0
+    );
+}
+
+/// Guessing from one address stays bounded: a parallel burst at thirty
+/// accounts is evaluated (the address counts failures after the check), every
+/// evaluated guess counts, and the overshoot lengthens the lock, so the next
+/// attempt from the address, even with a correct password, waits it out.
+fn a_burst_of_guesses_from_one_address_stays_bounded(backend: Backend) {
+    let svc = start_for_races(backend);
+    let account = svc.create_account();
+    let calls = (0..30)
+        .map(|i| {
+            svc.post("/auth/signin").json(&json!({
+                "email": unique_email("sprayed"),
+                "password": format!("spray-guess-{i}"),
+            }))
+        })
+        .collect();
+    let replies = race(calls);
+    let evaluated = replies.iter().filter(|r| r.status == 401).count();
+    let refused = replies.iter().filter(|r| r.status == 429).count();
+    assert_eq!(evaluated + refused, 30, "only 401 or 429");
+    assert!(evaluated >= 20, "{evaluated} evaluated");
+    let db = svc.db();
+    let (failures, locked_until): (i64, i64) = db
+        .query_row(
+            "SELECT failures, locked_until FROM throttle WHERE key = 'ip:127.0.0.1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(failures, i64::try_from(evaluated).unwrap());
+    // 60 s at the twentieth failure, doubled by each one past it (1 h at most).
+    let expected_lock = (60_i64 << (failures - 20).min(6)).min(3_600);
+    let remaining = locked_until - latch_e2e::now_secs();
+    assert!(
+        (expected_lock - 10..=expected_lock).contains(&remaining),
+        "{remaining} s left, expected about {expected_lock} s"
+    );
+    let reply = svc.signin(&account.email, &account.password);
+    assert_problem(&reply, 429);
+    let retry: i64 = reply.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > expected_lock - 10, "{reply}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM audit_events WHERE event = 'lockout' AND reason = 'too_many_failures'"
+        ),
+        1
     );
 }
 

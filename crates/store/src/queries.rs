@@ -290,10 +290,14 @@ impl<D: Database> Store<D> {
 
     // --- sign-in ------------------------------------------------------------
 
-    /// Counts this attempt on every throttle counter (setting the lock the
-    /// attempt earns, before any password is checked, so parallel guesses
-    /// cannot all slip under the limit), or, if one of them is locked,
-    /// counts nothing and records `refusal`; reads the user. One round trip.
+    /// Counts this attempt on the account's counter (setting the lock the
+    /// attempt earns, before any password is checked, so parallel guesses at
+    /// one account cannot all slip under its limit), or, if the account or
+    /// the client address is locked, counts nothing and records `refusal`;
+    /// reads the user. The address counts failures only, after the check
+    /// ([`Self::fail_signin`]): many users behind one address sign in at
+    /// once, and their correct passwords in flight must not lock it. One
+    /// round trip.
     pub async fn begin_signin(
         &self,
         email: &Email,
@@ -303,11 +307,12 @@ impl<D: Database> Store<D> {
         now: i64,
     ) -> Result<SigninContext, StoreError> {
         let keys: Vec<&ThrottleKey> = throttles.each().map(|(key, _)| key).collect();
-        let mut writes = vec![record_if_locked(refusal, &keys, None, now)];
-        writes.extend(throttles.each().map(|(key, policy)| {
-            let others: Vec<&ThrottleKey> = keys.iter().copied().filter(|k| *k != key).collect();
-            count_attempt(key, policy, attempt_id, &others, now)
-        }));
+        let (account_key, account_policy) = throttles.account;
+        let client: Vec<&ThrottleKey> = throttles.client.map(|(key, _)| key).into_iter().collect();
+        let writes = [
+            record_if_locked(refusal, &keys, None, now),
+            count_attempt(account_key, account_policy, attempt_id, &client, now),
+        ];
         let client_key = throttles.client.map(|(key, _)| key.as_str());
         let (refused, refusal_id) = recorded(refusal, "refused");
         let read = stmt(
@@ -350,10 +355,9 @@ impl<D: Database> Store<D> {
         })
     }
 
-    /// A successful sign-in: clears the account's counter, gives the client
-    /// counter its attempt back (and its lock, if that attempt set it),
-    /// creates the session, drops the user's expired sessions, records the
-    /// event. One round trip.
+    /// A successful sign-in: clears the account's counter (the client
+    /// address counted nothing for it), creates the session, drops the
+    /// user's expired sessions, records the event. One round trip.
     pub async fn finish_signin(
         &self,
         session: &NewSession<'_>,
@@ -364,14 +368,6 @@ impl<D: Database> Store<D> {
             "DELETE FROM throttle WHERE key = ?",
             vec![throttles.account.0.as_str().into()],
         )];
-        if let Some((key, policy)) = throttles.client {
-            writes.push(stmt(
-                "UPDATE throttle SET failures = failures - 1, \
-                 locked_until = CASE WHEN failures - 1 < ? THEN 0 ELSE locked_until END \
-                 WHERE key = ? AND failures > 0",
-                vec![i64::from(policy.max_failures).into(), key.as_str().into()],
-            ));
-        }
         writes.extend(purge_expired_sessions(session.user_id, session.now));
         writes.push(stmt(
             "INSERT INTO sessions (id, user_id, refresh_hash, generation, created_at, last_used_at, expires_at, client_ip, user_agent) \
@@ -391,10 +387,12 @@ impl<D: Database> Store<D> {
         self.batch(&writes, None).await.map(drop)
     }
 
-    /// A failed sign-in: records `failure` (the attempt was already counted),
-    /// and `lockout` if this attempt's count locked one of the keys; drops
-    /// counters long past their window. Returns whether `lockout` was
-    /// recorded. One round trip.
+    /// A failed sign-in: counts the failure on the client address (also
+    /// while a lock there runs: a guess that was in flight when the lock
+    /// landed still lengthens it), records `failure` (the account
+    /// counted the attempt before the check), and `lockout` if this
+    /// attempt's count locked one of the keys; drops counters long past
+    /// their window. Returns whether `lockout` was recorded. One round trip.
     pub async fn fail_signin(
         &self,
         throttles: Throttles<'_>,
@@ -409,14 +407,15 @@ impl<D: Database> Store<D> {
             .max()
             .unwrap_or(0);
         let keys: Vec<&ThrottleKey> = throttles.each().map(|(key, _)| key).collect();
-        let writes = [
-            stmt(
-                "DELETE FROM throttle WHERE window_started_at < ? AND locked_until < ?",
-                vec![(now - 2 * longest_window).into(), now.into()],
-            ),
-            failure.insert(),
-            record_if_locked(lockout, &keys, Some(attempt_id), now),
-        ];
+        let mut writes = vec![stmt(
+            "DELETE FROM throttle WHERE window_started_at < ? AND locked_until < ?",
+            vec![(now - 2 * longest_window).into(), now.into()],
+        )];
+        if let Some((key, policy)) = throttles.client {
+            writes.push(count_failure(key, policy, attempt_id, now));
+        }
+        writes.push(failure.insert());
+        writes.push(record_if_locked(lockout, &keys, Some(attempt_id), now));
         self.recorded_after(&writes, lockout).await
     }
 
@@ -911,7 +910,8 @@ fn record_if_locked(
 /// attempt earns: atomically, the state `ThrottlePolicy::after_failure`
 /// computes (a new window starts once the later of window start and lock end
 /// is a whole window ago; at the limit, `base * 2^(failures - max)` seconds,
-/// capped). A later success gives the attempt back.
+/// capped). An account counts every attempt before its password is checked
+/// (a success clears the row); a client address counts failures only.
 pub(crate) fn count_attempt(
     key: &ThrottleKey,
     policy: &ThrottlePolicy,
@@ -976,6 +976,57 @@ pub(crate) fn count_attempt(
                  THEN ? + MIN(?, ? * (1 << MIN({counted} - ?, 40))) ELSE locked_until END, \
              last_attempt = ? \
              WHERE locked_until <= ?"
+        ),
+        params,
+    )
+}
+
+/// Counts a failed password check on `key` after the fact (a client
+/// address: see [`Store::begin_signin`]). Unlike [`count_attempt`] it also
+/// counts while a lock runs, since the guess was evaluated: a burst of
+/// parallel guesses that overshoots the limit lengthens the lock by every
+/// guess beyond it. The row keeps the id of the attempt that locked it from
+/// unlocked, so only that attempt records the lock-out.
+pub(crate) fn count_failure(
+    key: &ThrottleKey,
+    policy: &ThrottlePolicy,
+    attempt_id: &str,
+    now: i64,
+) -> Statement {
+    let expired = "? - MAX(window_started_at, locked_until) >= ?";
+    let counted = format!("CASE WHEN {expired} THEN 1 ELSE failures + 1 END");
+    let first_lock = policy.lockout_for(1).map_or(0, |secs| now + secs);
+    let window = || -> [Value; 2] { [now.into(), policy.window_secs.into()] };
+    let mut params: Vec<Value> = vec![
+        key.as_str().into(),
+        now.into(),
+        first_lock.into(),
+        attempt_id.into(),
+    ];
+    params.extend(window()); // failures
+    params.extend(window()); // window_started_at
+    params.push(now.into());
+    params.extend(window()); // locked_until: the count reaches the limit
+    params.push(i64::from(policy.max_failures).into());
+    params.extend([
+        now.into(),
+        policy.max_lockout_secs.into(),
+        policy.base_lockout_secs.into(),
+    ]);
+    params.extend(window());
+    params.push(i64::from(policy.max_failures).into());
+    params.extend([now.into(), attempt_id.into()]); // last_attempt
+    stmt(
+        &format!(
+            "INSERT INTO throttle (key, failures, window_started_at, locked_until, last_attempt) \
+             VALUES (?, 1, ?, ?, ?) \
+             ON CONFLICT (key) DO UPDATE SET \
+             failures = {counted}, \
+             window_started_at = CASE WHEN {expired} THEN ? ELSE window_started_at END, \
+             locked_until = CASE WHEN {counted} >= ? \
+                 THEN MAX(locked_until, ? + MIN(?, ? * (1 << MIN({counted} - ?, 40)))) \
+                 ELSE locked_until END, \
+             last_attempt = CASE WHEN locked_until <= ? THEN ? ELSE last_attempt END"
         ),
         params,
     )

@@ -337,7 +337,7 @@ fn throttle_sql_follows_the_domain_rule() {
 }
 
 #[test]
-fn sign_in_reserves_attempts_and_success_releases_them() {
+fn sign_in_reserves_account_attempts_and_success_releases_them() {
     let db = Native::migrated();
     let store = Store::new(&db);
     sign_up(&store, "u1", "jane@example.com");
@@ -358,7 +358,11 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
     assert_eq!(creds.user.roles, vec!["user".to_string()]);
     assert_eq!(context.account.failures, 1);
     assert!(!context.refused);
-    assert_eq!(context.client.unwrap().failures, 1);
+    assert_eq!(
+        context.client.unwrap().failures,
+        0,
+        "an address counts failures only, after the check"
+    );
     let (refresh, hash) = token(1);
     let _ = refresh;
     block_on(store.finish_signin(
@@ -385,7 +389,7 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
     );
     assert_eq!(
         db.scalar(&format!(
-            "SELECT failures FROM throttle WHERE key = '{}'",
+            "SELECT count(*) FROM throttle WHERE key = '{}'",
             client.as_str()
         )),
         0
@@ -512,6 +516,143 @@ fn sign_in_reserves_attempts_and_success_releases_them() {
         )),
         0
     );
+}
+
+#[test]
+fn address_failure_sql_follows_the_domain_rule() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    let account = ThrottleKey::account(&Email::parse("a@example.com").unwrap());
+    let client = ThrottleKey::client("10.1.2.3".parse().unwrap());
+    let policy = ThrottlePolicy::CLIENT;
+    let throttles = Throttles {
+        account: (&account, &ThrottlePolicy::ACCOUNT),
+        client: Some((&client, &policy)),
+    };
+    let mut expected: Option<ThrottleState> = None;
+    let mut now = 10_000;
+    for step in 0..60 {
+        block_on(store.fail_signin(
+            throttles,
+            &format!("f{step}"),
+            &audit(AuditKind::Signin, Outcome::Failure, now),
+            &audit(AuditKind::Lockout, Outcome::Denied, now),
+            now,
+        ))
+        .unwrap();
+        // Every evaluated failure counts, locked or not.
+        let next = policy.after_failure(expected, now);
+        let stored = db
+            .conn
+            .borrow()
+            .query_row(
+                "SELECT failures, window_started_at, locked_until FROM throttle WHERE key = ?",
+                [client.as_str()],
+                |r| {
+                    Ok(ThrottleState {
+                        failures: r.get(0)?,
+                        window_started_at: r.get(1)?,
+                        locked_until: r.get(2)?,
+                    })
+                },
+            )
+            .unwrap();
+        assert_eq!(stored.failures, next.failures, "step {step}");
+        assert_eq!(stored.window_started_at, next.window_started_at);
+        assert_eq!(stored.locked_until.max(now), next.locked_until.max(now));
+        expected = Some(next);
+        now += match step {
+            30 => 5 * policy.window_secs,
+            s if s % 4 == 0 => 50,
+            _ => 3,
+        };
+    }
+}
+
+#[test]
+fn an_address_counts_failures_not_attempts_in_flight() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    let client = ThrottleKey::client("10.0.0.7".parse().unwrap());
+    let emails: Vec<Email> = (0..30)
+        .map(|i| Email::parse(&format!("user{i}@example.com")).unwrap())
+        .collect();
+    let keys: Vec<ThrottleKey> = emails.iter().map(ThrottleKey::account).collect();
+    let throttles = |i: usize| Throttles {
+        account: (&keys[i], &ThrottlePolicy::ACCOUNT),
+        client: Some((&client, &ThrottlePolicy::CLIENT)),
+    };
+    // Thirty users behind one address, all in flight at once: none refused,
+    // and nothing counted on the address.
+    for (i, email) in emails.iter().enumerate() {
+        let context = block_on(store.begin_signin(
+            email,
+            throttles(i),
+            &format!("a{i}"),
+            &refusal(1_000),
+            1_000,
+        ))
+        .unwrap();
+        assert!(!context.refused, "attempt {i}");
+        assert_eq!(context.client.unwrap().failures, 0);
+    }
+    // Their failures count on the address: the twentieth locks it, and only
+    // that one records the lock-out.
+    let locked_out: Vec<bool> = (0..20)
+        .map(|i| {
+            block_on(store.fail_signin(
+                throttles(i),
+                &format!("a{i}"),
+                &audit(AuditKind::Signin, Outcome::Failure, 1_001),
+                &audit(AuditKind::Lockout, Outcome::Denied, 1_001),
+                1_001,
+            ))
+            .unwrap()
+        })
+        .collect();
+    assert_eq!(locked_out.iter().filter(|l| **l).count(), 1);
+    assert!(locked_out[19]);
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT failures FROM throttle WHERE key = '{}'",
+            client.as_str()
+        )),
+        20
+    );
+    // A guess already in flight when the lock landed was evaluated all the
+    // same: it counts and lengthens the lock, without a second lock-out.
+    assert!(
+        !block_on(store.fail_signin(
+            throttles(20),
+            "a20",
+            &audit(AuditKind::Signin, Outcome::Failure, 1_002),
+            &audit(AuditKind::Lockout, Outcome::Denied, 1_002),
+            1_002,
+        ))
+        .unwrap()
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT failures FROM throttle WHERE key = '{}'",
+            client.as_str()
+        )),
+        21
+    );
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT locked_until FROM throttle WHERE key = '{}'",
+            client.as_str()
+        )),
+        1_002 + 120
+    );
+    let refused =
+        block_on(store.begin_signin(&emails[21], throttles(21), "late", &refusal(1_003), 1_003))
+            .unwrap();
+    assert!(refused.refused);
+    let retry = ThrottlePolicy::CLIENT
+        .check(&refused.client.unwrap(), 1_003)
+        .unwrap_err();
+    assert_eq!(retry.retry_after_secs, 119);
 }
 
 #[test]
