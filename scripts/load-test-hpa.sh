@@ -88,7 +88,7 @@ watch_replicas() {
   done
 }
 
-info "load: the scenario's clients at $URL, $RATE operations/s for ${DURATION_S}s"
+info "load: the scenario's clients at $URL, ramping to $RATE operations/s over 60 s, then ${DURATION_S}s"
 # Accounts come from sign-ups in k6's setup (one per client) and during the run.
 k6_args=(run --quiet --insecure-skip-tls-verify -e BASE_URL="$URL" -e RATE="$RATE" -e DURATION="${DURATION_S}s"
   -e MAX_VUS="$((RATE * 4 < 400 ? RATE * 4 : 400))" "$SCRIPT_DIR/load/soak.js")
@@ -96,13 +96,14 @@ if ((DRY_RUN)); then
   run kube -n "$NS" get hpa
   run "$K6" "${k6_args[@]}"
   printf '[dry-run] every 10 s for %ss: kubectl -n %s get hpa (replicas, desired, cpu%%, mem%%)\n' \
-    "$((DURATION_S + WATCH_AFTER_S))" "$NS"
+    "$((DURATION_S + 60 + WATCH_AFTER_S))" "$NS"
   exit 0
 fi
 
 kube -n "$NS" get hpa >/dev/null || die "no HPA readable in namespace $NS (context $KUBE_CONTEXT)"
 print_hpas
-watch_replicas "$((DURATION_S + 5))" &
+# soak.js ramps up over a minute before --duration at the full rate.
+watch_replicas "$((DURATION_S + 65))" &
 watcher=$!
 on_exit kill "$watcher"
 # k6 exits non-zero when a threshold is missed (p95/p99 per operation, failures,

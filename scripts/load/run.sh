@@ -2,8 +2,9 @@
 # Runs a k6 scenario of scripts/load/ against a Latch it starts itself:
 # `latch up` or the real Spin 3.6.3, on the embedded database or the SQLite
 # Cloud stand-in. Records the serving process's RSS every 5 s and reports its
-# slope after warm-up; writes k6's summary (JSON), the short table, and the
-# RSS samples to the output directory.
+# slope after warm-up; writes k6's summary (JSON), the short table, k6's
+# per-request CSV with latency minute by minute, and the RSS samples to the
+# output directory.
 #
 #   bash scripts/load/run.sh [options]
 #
@@ -31,7 +32,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
 scenario=load spin='' backend=embedded vus='' duration='' rate='' bin=target/release out=''
-usage() { sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//'; }
 while (($#)); do
   case "$1" in
     --scenario | --spin | --backend | --vus | --duration | --rate | --bin | --out)
@@ -111,13 +112,16 @@ fi
 base="http://127.0.0.1:$port"
 say "$runtime ($backend) serving on $base, pid $serving_pid; results in $out"
 
-# RSS of the serving process every 5 s: seconds since start, MiB.
+# The serving process every 5 s: seconds since start, RSS in MiB, CPU seconds
+# used so far (user + system, from /proc/PID/stat).
 rss_file="$out/rss.tsv"
-printf 'seconds\trss_mib\n' >"$rss_file"
+printf 'seconds\trss_mib\tcpu_seconds\n' >"$rss_file"
+ticks=$(getconf CLK_TCK)
 (
   started=$SECONDS
   while kill -0 "$serving_pid" 2>/dev/null; do
-    printf '%s\t%s\n' "$((SECONDS - started))" "$(status_mib "$serving_pid" VmRSS)" >>"$rss_file"
+    cpu=$(awk -v hz="$ticks" '{sub(/^.*\) /, ""); printf "%.2f", ($12 + $13) / hz}' "/proc/$serving_pid/stat")
+    printf '%s\t%s\t%s\n' "$((SECONDS - started))" "$(status_mib "$serving_pid" VmRSS)" "$cpu" >>"$rss_file"
     sleep 5
   done
 ) &
@@ -128,11 +132,44 @@ run_k6() { # NAME SCRIPT [k6 -e args...]: runs one scenario; returns k6's status
   local name=$1 script=$2 status=0
   shift 2
   say "k6: $name ($script $*)"
-  "$k6" run --quiet --no-color -e BASE_URL="$base" \
+  "$k6" run --quiet --no-color -e BASE_URL="$base" --out "csv=$out/$name.csv.gz" \
     -e SUMMARY_JSON="$out/$name.json" -e SUMMARY_TEXT="$out/$name.txt" "$@" "$script" \
     >"$out/$name.log" 2>&1 || status=$?
   cat "$out/$name.txt" 2>/dev/null || tail -n 20 "$out/$name.log"
+  timeline "$out/$name.csv.gz" >"$out/$name-timeline.txt" && cat "$out/$name-timeline.txt"
   return "$status"
+}
+
+# Latency minute by minute, from k6's per-request CSV: whether a run is steady
+# or degrades as it goes (a database that grows, memory that fills).
+timeline() { # CSV.GZ
+  python3 - "$1" <<'PY'
+import csv, gzip, sys
+from collections import defaultdict
+minutes = defaultdict(lambda: defaultdict(list))
+start = None
+with gzip.open(sys.argv[1], "rt", newline="") as f:
+    for row in csv.DictReader(f):
+        if row["metric_name"] != "http_req_duration":
+            continue
+        t = int(row["timestamp"])
+        start = t if start is None else min(start, t)
+        op = dict(p.split("=", 1) for p in row["extra_tags"].split("&") if "=" in p).get("op", "?")
+        minutes[t][op].append(float(row["metric_value"]))
+by_minute = defaultdict(lambda: defaultdict(list))
+for t, ops in minutes.items():
+    for op, values in ops.items():
+        by_minute[(t - start) // 60][op].extend(values)
+def pct(values, q):
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))] if values else float("nan")
+print("minute  requests/s  p95 all (ms)  sign-in p95 / p99 (ms)  profile p95 (ms)")
+for minute in sorted(by_minute):
+    ops = by_minute[minute]
+    every = [v for values in ops.values() for v in values]
+    print(f"{minute:>6}  {len(every) / 60:>10.1f}  {pct(every, 0.95):>12.0f}  "
+          f"{pct(ops['signin'], 0.95):>10.0f} / {pct(ops['signin'], 0.99):<10.0f}  {pct(ops['profile'], 0.95):>15.0f}")
+PY
 }
 
 status=0
@@ -170,8 +207,9 @@ kill "$sampler" 2>/dev/null || true
 python3 - "$rss_file" "${soak_started:-0}" "$out/memory.txt" <<'PY'
 import sys
 path, start, report = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-rows = [tuple(map(float, l.split())) for l in open(path).read().split("\n")[1:] if l.strip()]
-rows = [(t, m) for t, m in rows if t >= start]
+samples = [tuple(map(float, l.split())) for l in open(path).read().split("\n")[1:] if l.strip()]
+samples = [s for s in samples if s[0] >= start]
+rows = [(t, m) for t, m, _ in samples]
 lines = []
 if len(rows) < 3:
     lines.append("memory: too few samples for a slope")
@@ -188,6 +226,8 @@ else:
                  f"end {rows[-1][1]:.0f}, peak {max(m for _, m in rows):.0f}")
     lines.append(f"RSS slope after warm-up ({n} samples over {(steady[-1][0] - steady[0][0]) / 60:.1f} min): "
                  f"{slope:+.2f} MiB/min")
+    busy = (samples[-1][2] - samples[0][2]) / (samples[-1][0] - samples[0][0])
+    lines.append(f"CPU of the serving process over the run: {busy:.2f} cores on average")
 open(report, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY

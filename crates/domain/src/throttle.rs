@@ -65,7 +65,8 @@ impl ThrottlePolicy {
 
     /// Per client address: 20 failures in 15 minutes, then 60 s doubling,
     /// at most 1 h. Looser than per account because many users may share an
-    /// address (offices, carrier NAT).
+    /// address (offices, carrier NAT); for the same reason the store counts
+    /// an address's failures after the password check, never its attempts.
     pub const CLIENT: ThrottlePolicy = ThrottlePolicy {
         max_failures: 20,
         window_secs: 15 * 60,
