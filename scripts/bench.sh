@@ -203,7 +203,6 @@ done
 
 say "3b. ${runtimes[*]}: SQLite Cloud stand-in"
 start_standin benchkey
-url=$standin_url
 set_latency() {
   curl -fs -X POST "http://127.0.0.1:$standin_port/__standin/config" -H 'content-type: application/json' \
     -d "{\"latency_ms\": $1}" >/dev/null
