@@ -8,6 +8,8 @@ set -euo pipefail
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 # shellcheck source=lib/common.sh
 source "$SCRIPT_DIR/lib/common.sh"
+# shellcheck source=lib/keys.sh
+source "$SCRIPT_DIR/lib/keys.sh"
 
 SECRET_NAME="latch-secrets"
 LOCAL_REGISTRY="localhost:5001" # scripts/setup-kind-cluster.sh
@@ -337,13 +339,16 @@ ensure_secret() {
   if [[ -z "$signing_key" ]]; then
     [[ "$OVERLAY" == local ]] || die "SIGNING_KEY is not set (format <kid>:<base64url 32-byte seed>)"
     # A fresh Ed25519 seed for a throwaway local cluster (any 32 bytes are a valid seed).
-    signing_key="local-$(date -u +%Y%m%d):$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    signing_key=$(new_signing_key "local-$(date -u +%Y%m%d)")
     info "SIGNING_KEY not set: generated a signing key for this local cluster"
   fi
-  # <kid>:<base64url of 32 bytes> = 43 characters (44 with padding). Checked here so a
-  # malformed key fails the deploy instead of every pod's /ready.
-  [[ "$signing_key" =~ ^[^:[:space:]]+:[A-Za-z0-9_-]{43}=?$ ]] ||
+  # <kid>:<base64url of 32 bytes> = 43 characters (44 with padding), optionally
+  # :<public key>. Checked here so a malformed key fails the deploy instead of
+  # every pod's /ready.
+  [[ "$signing_key" =~ ^[^:[:space:]]+:[A-Za-z0-9_-]{43}=?(:[A-Za-z0-9_-]{43})?$ ]] ||
     die "SIGNING_KEY must be <kid>:<base64url 32-byte seed> (43 characters after the colon)"
+  # The Secret carries the public key, so no request derives it from the seed.
+  signing_key=$(with_public_key "$signing_key") || die "cannot derive the public key of SIGNING_KEY (openssl)"
   if ((!EMBEDDED_DB)); then
     [[ "${DATABASE_URL:-}" == sqlitecloud://* ]] ||
       die "DATABASE_URL must be set to sqlitecloud://<host>:8860/<database>?apikey=<key> (or use --embedded-db locally)"

@@ -61,6 +61,15 @@ step "latch check: manifest and components against the runner and wit/"
 step "Rust tests (unit, runner fixtures, API end to end on both backends, faults)"
 env -u SPIN cargo test --locked
 
+# The domain as components run it: argon2 on WebAssembly SIMD lanes
+# (crates/domain/src/password/argon2_lanes.rs) differs from the native build.
+# Optimised, as components are built; run by the runner's wasmtime.
+step "domain tests inside WebAssembly (wasm32-wasip2 on wasmtime)"
+cargo clippy --locked --target wasm32-wasip2 -p latch-domain --all-targets -- -D warnings
+cargo build --locked -p latch-runner --bin wasi-test-run
+CARGO_TARGET_WASM32_WASIP2_RUNNER="$PWD/target/debug/wasi-test-run" \
+  cargo test --locked --release --target wasm32-wasip2 -p latch-domain -- --test-threads=1
+
 # Production runs Spin 3.6.3, which CI cannot build: the black-box suite runs a
 # second time under the real Spin when one is on this machine (SPIN=path, or
 # `spin` 3.6 on PATH; docs/local.md), and says so plainly when it is not.

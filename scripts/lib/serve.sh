@@ -11,6 +11,9 @@
 # The caller's globals (work, bin, pids in; serving_pid out):
 # shellcheck disable=SC2154,SC2034
 
+# shellcheck source=keys.sh
+source "$(dirname "${BASH_SOURCE[0]}")/keys.sh"
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 wait_http() { # URL: waits up to 60 s for a 2xx

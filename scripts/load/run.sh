@@ -96,7 +96,7 @@ source scripts/lib/serve.sh
 
 say() { printf '==> %s\n' "$*" >&2; }
 
-signing_key="load:$(python3 -c 'import base64, os; print(base64.urlsafe_b64encode(os.urandom(32)).decode().rstrip("="))')"
+signing_key=$(new_signing_key load)
 service_env=(RUST_LOG=warn SPIN_VARIABLE_SIGNING_KEY="$signing_key" SPIN_VARIABLE_COOKIE_SECURE=false)
 if [[ $backend == standin ]]; then
   start_standin "loadkey$RANDOM"

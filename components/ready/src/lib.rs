@@ -1,9 +1,10 @@
 //! `GET /ready`: readiness. 200 when the database answers and its schema is
-//! at the latest migration, and (in production) a signing key is configured;
+//! at the latest migration, and (in production) a signing key is configured
+//! whose carried public key, if any, is the one its seed derives;
 //! 503 `application/problem+json` saying which check failed otherwise.
 //! Never throttled. One database round trip.
 
-use latch_domain::{Environment, KeySet};
+use latch_domain::{Environment, SigningKey};
 use latch_web::{ApiError, Ctx, Method, Request, Response, config, db, response};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
@@ -24,7 +25,16 @@ async fn ready(ctx: &Ctx, _req: Request) -> Result<Response, ApiError> {
             "development"
         }
     } else {
-        match KeySet::from_variables(&signing_key, "") {
+        match SigningKey::parse(&signing_key) {
+            // Request-serving components trust the carried public key; a
+            // wrong one would sign tokens nobody can verify.
+            Ok(key) if !key.public_key_matches_seed() => {
+                failures.push(
+                    "signing_key: the public key after the seed is not the seed's public key"
+                        .into(),
+                );
+                "invalid"
+            }
             Ok(_) => "configured",
             Err(e) => {
                 failures.push(format!("signing_key: {e}"));

@@ -2,12 +2,16 @@
 //!
 //! Hashes are PHC strings (`$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>`)
 //! using the OWASP-recommended argon2id parameters. Salts are passed in so
-//! this module stays free of OS randomness.
+//! this module stays free of OS randomness. The `argon2` crate reads and
+//! writes the PHC strings; the hash itself is computed by
+//! [`argon2_lanes`], which runs on WebAssembly SIMD inside a component.
 
 use std::fmt;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::password_hash::{Output, ParamsString, PasswordHash, SaltString};
+use argon2::{Algorithm, Params, Version};
+
+mod argon2_lanes;
 
 use crate::error::{DomainError, FieldError, codes};
 
@@ -148,10 +152,6 @@ fn sorted_lines_contain(text: &str, needle: &str) -> bool {
     false
 }
 
-fn hasher() -> Argon2<'static> {
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, PARAMS)
-}
-
 /// Hashes a password with argon2id (m=19456 KiB, t=2, p=1) and the given
 /// 16 random bytes as salt, returning a PHC string.
 ///
@@ -163,11 +163,43 @@ pub fn hash_password(password: &Password, salt: [u8; SALT_LEN]) -> Result<String
 }
 
 fn hash_raw(password: &[u8], salt: &[u8]) -> Result<String, DomainError> {
-    let salt = SaltString::encode_b64(salt).map_err(|_| DomainError::PasswordHashing)?;
-    let hash = hasher()
-        .hash_password(password, &salt)
-        .map_err(|_| DomainError::PasswordHashing)?;
+    let salt_string = SaltString::encode_b64(salt).map_err(|_| DomainError::PasswordHashing)?;
+    let output = compute(Algorithm::Argon2id, Version::V0x13, &PARAMS, password, salt)?;
+    let hash = PasswordHash {
+        algorithm: Algorithm::Argon2id.ident(),
+        version: Some(Version::V0x13.into()),
+        params: ParamsString::try_from(&PARAMS).map_err(|_| DomainError::PasswordHashing)?,
+        salt: Some(salt_string.as_salt()),
+        hash: Some(output),
+    };
     Ok(hash.to_string())
+}
+
+/// The Argon2 tag of `password` and the raw `salt` with these parameters
+/// (tag length and associated data included).
+fn compute(
+    algorithm: Algorithm,
+    version: Version,
+    params: &Params,
+    password: &[u8],
+    salt: &[u8],
+) -> Result<Output, DomainError> {
+    let inputs = argon2_lanes::Inputs {
+        algorithm,
+        version,
+        memory_kib: params.m_cost(),
+        passes: params.t_cost(),
+        lanes: params.p_cost(),
+        password,
+        salt,
+        secret: &[],
+        associated_data: params.data(),
+    };
+    let tag_len = params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN);
+    Output::init_with(tag_len, |out| {
+        argon2_lanes::hash_into(&inputs, out).map_err(|_| argon2::password_hash::Error::Crypto)
+    })
+    .map_err(|_| DomainError::PasswordHashing)
 }
 
 /// Whether `candidate` matches the PHC string `phc`.
@@ -193,11 +225,26 @@ pub fn verify_password(candidate: &str, phc: &str) -> bool {
     {
         return false;
     }
-    // The verifier hashes with the algorithm, version and parameters stored
-    // in `phc`, so older hashes keep verifying until they are rehashed.
-    hasher()
-        .verify_password(candidate.as_bytes(), &hash)
-        .is_ok()
+    // Hashed with the algorithm, version and parameters stored in `phc`, so
+    // older hashes keep verifying until they are rehashed. A PHC string
+    // without a version is 0x13, as the argon2 crate reads it.
+    let Ok(algorithm) = Algorithm::try_from(hash.algorithm) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from).transpose() {
+        Ok(version) => version.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let (Some(salt), Some(expected)) = (hash.salt, hash.hash) else {
+        return false;
+    };
+    let mut salt_buffer = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buffer) else {
+        return false;
+    };
+    // `Output`'s equality is constant-time.
+    compute(algorithm, version, &params, candidate.as_bytes(), salt)
+        .is_ok_and(|computed| computed == expected)
 }
 
 /// Verifies `candidate` against the account's hash, or against

@@ -140,13 +140,22 @@ pub const TEST_KEY_SEED: [u8; 32] = [7; 32];
 /// Its key id.
 pub const TEST_KEY_ID: &str = "e2e-2026-01";
 
-/// `<kid>:<base64url seed>`, the `signing_key` variable of production mode.
+/// `<kid>:<base64url seed>:<base64url public key>`, the `signing_key`
+/// variable of production mode (the public key carried, as deployments
+/// should; the seed-only form is the domain's unit tests' to cover).
 pub fn test_signing_key() -> String {
-    use base64::Engine as _;
+    let public = ed25519_dalek::SigningKey::from_bytes(&TEST_KEY_SEED).verifying_key();
     format!(
-        "{TEST_KEY_ID}:{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(TEST_KEY_SEED)
+        "{TEST_KEY_ID}:{}:{}",
+        b64url_encode(&TEST_KEY_SEED),
+        b64url_encode(public.as_bytes())
     )
+}
+
+/// Encodes unpadded base64url (key variables).
+pub fn b64url_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
 /// Decodes unpadded base64url (JWT parts, JWK members).

@@ -37,6 +37,7 @@ latch_e2e::both_backends!(
     health_and_ready_answer,
     ready_is_503_on_an_unmigrated_database,
     production_without_a_signing_key_is_unavailable,
+    a_signing_key_carrying_another_public_key_is_not_ready,
     production_with_a_signing_key,
     bearer_header_and_cookie_both_carry_the_access_token,
     token_types_cannot_be_swapped,
@@ -1210,6 +1211,33 @@ fn ready_is_503_on_an_unmigrated_database(backend: Backend) {
     let reply = svc.signup(&unique_email("early"), &unique_password(), "Too Early");
     assert_problem(&reply, 503);
     assert!(reply.header("retry-after").is_some(), "{reply}");
+}
+
+fn a_signing_key_carrying_another_public_key_is_not_ready(backend: Backend) {
+    // The test key's seed with the public key of another seed: components
+    // that serve requests trust the carried key, so readiness must not.
+    let (seed_part, _) = latch_e2e::test_signing_key()
+        .rsplit_once(':')
+        .map(|(head, tail)| (head.to_owned(), tail.to_owned()))
+        .unwrap();
+    let other = ed25519_dalek::SigningKey::from_bytes(&[8; 32]).verifying_key();
+    let mismatched = format!("{seed_part}:{}", latch_e2e::b64url_encode(other.as_bytes()));
+    let svc = Options::new(backend)
+        .production()
+        .var("signing_key", &mismatched)
+        .start();
+    let reply = svc.get("/ready").send();
+    let body = assert_problem(&reply, 503);
+    let detail = body["detail"].as_str().unwrap();
+    assert!(detail.contains("signing_key"), "{reply}");
+    assert!(
+        !detail.contains(&seed_part[seed_part.len() - 10..]),
+        "{reply}"
+    );
+
+    // With the right public key carried, ready.
+    let svc = Options::new(backend).production().start();
+    svc.get("/ready").send().expect_status(200);
 }
 
 fn production_without_a_signing_key_is_unavailable(backend: Backend) {
