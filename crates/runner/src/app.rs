@@ -139,14 +139,18 @@ impl App {
             log: options.guest_log.clone(),
         };
 
+        let compiled_now = compile_missing(&runtime.cache, &manifest);
         let mut slots = BTreeMap::new();
         for (id, decl) in &manifest.components {
             let host = ComponentHost::configure(&context, decl)
                 .with_context(|| format!("configuring component `{id}`"))?;
-            let (loaded, from) =
+            let (loaded, mut from) =
                 load_component(&runtime, &linker, &decl.source).with_context(|| {
                     format!("loading component `{id}` from {}", decl.source.display())
                 })?;
+            if compiled_now.contains(&loaded.digest) {
+                from = LoadedFrom::Compiled;
+            }
             tracing::info!(
                 component_id = %id,
                 digest = %loaded.digest.short(),
@@ -227,6 +231,19 @@ impl App {
             to,
         })
     }
+}
+
+/// Compiles into the cache, all at once, the components it lacks
+/// (`ComponentCache::compile_missing`), and returns their digests; an
+/// unreadable source is left to the load, which reports it.
+fn compile_missing(cache: &ComponentCache, manifest: &Manifest) -> Vec<WasmDigest> {
+    let sources: Vec<Vec<u8>> = manifest
+        .components
+        .values()
+        .filter_map(|decl| std::fs::read(&decl.source).ok())
+        .collect();
+    let sources: Vec<&[u8]> = sources.iter().map(Vec::as_slice).collect();
+    cache.compile_missing(&sources)
 }
 
 fn load_component(
