@@ -48,7 +48,9 @@ echo "advisories: NOT checked (the RustSec database is on github.com, which CI c
 cargo deny --locked check --hide-inclusion-graph bans licenses sources
 
 step "build: latch, the SQLite Cloud stand-in, and the wasm32-wasip2 components"
-cargo build --locked -p latch -p sqlitecloud-standin
+# latch-runner's wasi-test-run too (the wasm domain tests below), built here so
+# that it shares these packages' features; built alone it rebuilds wasmtime.
+cargo build --locked -p latch -p sqlitecloud-standin -p latch-runner
 cargo build --locked --target wasm32-wasip2 --profile wasm "${components[@]}"
 # The tests use this stand-in; without it, crates/cli's tests would run
 # `cargo build -p sqlitecloud-standin` alone, whose different feature set
@@ -66,7 +68,6 @@ env -u SPIN cargo test --locked
 # Optimised, as components are built; run by the runner's wasmtime.
 step "domain tests inside WebAssembly (wasm32-wasip2 on wasmtime)"
 cargo clippy --locked --target wasm32-wasip2 -p latch-domain --all-targets -- -D warnings
-cargo build --locked -p latch-runner --bin wasi-test-run
 CARGO_TARGET_WASM32_WASIP2_RUNNER="$PWD/target/debug/wasi-test-run" \
   cargo test --locked --release --target wasm32-wasip2 -p latch-domain -- --test-threads=1
 
