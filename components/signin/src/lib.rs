@@ -3,8 +3,9 @@
 //! Body `{email, password}`. 200 `{message, user: {id, email, fullName}}`
 //! with the `token` and `refreshToken` cookies; 401 for a wrong password, an
 //! unknown email or an inactive account alike (and in the same time); 429
-//! with `Retry-After` while the account or the client address is locked out.
-//! Two database round trips.
+//! with `Retry-After` while the account or the client address is locked out;
+//! 403 `email_not_verified` for a right password while `require_verified_email`
+//! is on and the address is not verified. Two database round trips.
 
 use latch_domain::{
     AuditEvent, AuditKind, Email, Outcome, RefreshToken, ThrottleKey, ThrottlePolicy,
@@ -122,6 +123,21 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     };
 
     let user = credentials.user;
+    if !user.email_verified && config::flag("require_verified_email")? {
+        // The password was right: the attempt is given back, and no session opens.
+        let refusal = audit::record(
+            ctx,
+            event(AuditKind::Signin, Outcome::Denied)
+                .with_user(&user.id)
+                .with_reason("email_not_verified"),
+            now,
+        )?;
+        store
+            .refuse_unverified_signin(&account_key, &refusal)
+            .await?;
+        audit::log(ctx, &refusal);
+        return Err(ApiError::EMAIL_NOT_VERIFIED);
+    }
     let session_id = latch_web::new_id()?;
     let (refresh, refresh_hash) = RefreshToken::from_random(latch_web::random()?);
     let access = auth::access_token(&keys, &policy, &user, &session_id, now)?;

@@ -2,10 +2,14 @@
 //!
 //! Body `{email, password, fullName}`. 201 `{message, userId}`; 400 on
 //! invalid fields; 409 when the email is taken (also when two sign-ups race).
+//! A verification message goes to the address after the answer.
 //! One database round trip.
 
-use latch_domain::{AuditEvent, AuditKind, Email, FullName, Outcome, Password};
-use latch_store::{NewUser, SignupOutcome};
+use latch_domain::{
+    AuditEvent, AuditKind, Email, FullName, OneTimeToken, Outcome, Password, TokenPurpose,
+};
+use latch_store::{NewToken, NewUser, SignupOutcome};
+use latch_web::email::{self, Letter};
 use latch_web::request::{json_body, required};
 use latch_web::{
     ApiError, Ctx, Fields, Method, Request, Response, audit, config, db, passwords, response, time,
@@ -41,31 +45,66 @@ async fn signup(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let (Some(email), Some(password), Some(full_name)) = (email, password, full_name) else {
         return Err(ApiError::Internal("validated fields missing"));
     };
+    let verification_ttl = config::seconds("verification_token_ttl_seconds", 60, 30 * 86_400)?;
 
     let password_hash = passwords::hash(&password)?;
     let now = time::now();
     let store = db::open()?;
     let user_id = latch_web::new_id()?;
+    let (token, token_hash) = OneTimeToken::from_random(latch_web::random()?);
+    let expires_at = now.saturating_add(verification_ttl);
     let client_ip = ctx.client_ip(config::flag("trust_forwarded_for")?);
-    let event = |outcome| {
-        let event = AuditEvent::new(AuditKind::Signup, outcome).with_email(&email);
+    let event = |kind, outcome| {
+        let event = AuditEvent::new(kind, outcome).with_email(&email);
         match client_ip {
             Some(ip) => event.with_client_ip(ip),
             None => event,
         }
     };
-    let created = audit::record(ctx, event(Outcome::Success).with_user(&user_id), now)?;
-    let taken = audit::record(ctx, event(Outcome::Failure).with_reason("email_taken"), now)?;
+    let created = audit::record(
+        ctx,
+        event(AuditKind::Signup, Outcome::Success).with_user(&user_id),
+        now,
+    )?;
+    let verification_issued = audit::record(
+        ctx,
+        event(AuditKind::VerificationRequested, Outcome::Success).with_user(&user_id),
+        now,
+    )?;
+    let taken = audit::record(
+        ctx,
+        event(AuditKind::Signup, Outcome::Failure).with_reason("email_taken"),
+        now,
+    )?;
     let user = NewUser {
         id: &user_id,
         email: &email,
         password_hash: &password_hash,
         full_name: full_name.as_str(),
         now,
+        verification: NewToken {
+            hash: &token_hash,
+            expires_at,
+        },
     };
-    match store.create_user(&user, &created, &taken).await? {
+    match store
+        .create_user(&user, &created, &verification_issued, &taken)
+        .await?
+    {
         SignupOutcome::Created => {
             audit::log(ctx, &created);
+            audit::log(ctx, &verification_issued);
+            if let Some(outbox) = email::outbox_or_log(ctx) {
+                ctx.send_after_response(
+                    outbox,
+                    Letter {
+                        purpose: TokenPurpose::Verification,
+                        to: email.as_str().to_string(),
+                        token,
+                        expires_at,
+                    },
+                );
+            }
             Ok(response::json(
                 201,
                 &serde_json::json!({"message": "User created successfully", "userId": user_id}),

@@ -30,6 +30,14 @@ pub enum AuditKind {
     Lockout,
     /// A session was revoked (by the user, an admin or reuse detection).
     SessionRevoked,
+    /// A recovery link was asked for (and issued, unless refused).
+    RecoveryRequested,
+    /// A password was set with a recovery token.
+    PasswordReset,
+    /// A verification link was issued (at sign-up or on request).
+    VerificationRequested,
+    /// An address was verified with a verification token.
+    EmailVerified,
 }
 
 /// How it ended.
@@ -56,6 +64,10 @@ impl AuditKind {
             AuditKind::PasswordChange => "password_change",
             AuditKind::Lockout => "lockout",
             AuditKind::SessionRevoked => "session_revoked",
+            AuditKind::RecoveryRequested => "recovery_requested",
+            AuditKind::PasswordReset => "password_reset",
+            AuditKind::VerificationRequested => "verification_requested",
+            AuditKind::EmailVerified => "email_verified",
         }
     }
 }

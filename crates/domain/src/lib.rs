@@ -16,10 +16,12 @@ pub mod email;
 pub mod error;
 pub mod ids;
 pub mod name;
+pub mod one_time;
 pub mod password;
 pub mod role;
 pub mod throttle;
 pub mod token;
+pub mod webhook;
 
 mod encoding;
 
@@ -30,6 +32,7 @@ pub use email::Email;
 pub use error::{DomainError, FieldError};
 pub use ids::{is_valid_id, new_id};
 pub use name::FullName;
+pub use one_time::{OneTimeToken, TokenPurpose, parse_one_time_token};
 pub use password::{
     DUMMY_PASSWORD_HASH, Password, hash_password, needs_rehash, verify_password,
     verify_password_or_dummy,
@@ -41,3 +44,4 @@ pub use token::{
     TokenPolicy, VerificationKey, bearer_token, issue_access_token, parse_refresh_token,
     parse_verification_keys, verify_access_token,
 };
+pub use webhook::WebhookSecret;

@@ -74,6 +74,33 @@ impl ThrottlePolicy {
         max_lockout_secs: 60 * 60,
     };
 
+    /// Recovery requests per account: 5 an hour, then 15 minutes doubling,
+    /// at most 24 h. Every request counts (each one sends a message).
+    pub const RECOVERY_ACCOUNT: ThrottlePolicy = ThrottlePolicy {
+        max_failures: 5,
+        window_secs: 60 * 60,
+        base_lockout_secs: 15 * 60,
+        max_lockout_secs: 24 * 60 * 60,
+    };
+
+    /// Recovery requests per client address: 20 an hour (shared addresses),
+    /// then 15 minutes doubling, at most 24 h.
+    pub const RECOVERY_CLIENT: ThrottlePolicy = ThrottlePolicy {
+        max_failures: 20,
+        window_secs: 60 * 60,
+        base_lockout_secs: 15 * 60,
+        max_lockout_secs: 24 * 60 * 60,
+    };
+
+    /// Verification messages asked for by a signed-in user: 5 an hour, then
+    /// 15 minutes doubling, at most 24 h.
+    pub const VERIFICATION_RESEND: ThrottlePolicy = ThrottlePolicy {
+        max_failures: 5,
+        window_secs: 60 * 60,
+        base_lockout_secs: 15 * 60,
+        max_lockout_secs: 24 * 60 * 60,
+    };
+
     /// Whether an attempt may proceed now.
     ///
     /// # Errors
@@ -164,6 +191,25 @@ impl ThrottleKey {
     /// password (a stolen access token must not allow guessing it freely).
     pub fn password_check(user_id: &str) -> Self {
         Self(format!("pwd:{user_id}"))
+    }
+
+    /// The key counting recovery requests for an address (`rcv:` and the
+    /// same hash as the sign-in key: asking for recovery never locks sign-in).
+    pub fn recovery(email: &Email) -> Self {
+        let account = email.throttle_key();
+        let hash = account.strip_prefix("acct:").unwrap_or(&account);
+        Self(format!("rcv:{hash}"))
+    }
+
+    /// The key counting recovery requests from a client address
+    /// (`rcv-` and the address key of [`ThrottleKey::client`]).
+    pub fn recovery_client(ip: IpAddr) -> Self {
+        Self(format!("rcv-{}", Self::client(ip).0))
+    }
+
+    /// The key counting a signed-in user's requests for a new verification message.
+    pub fn verification_resend(user_id: &str) -> Self {
+        Self(format!("vfy:{user_id}"))
     }
 
     /// The key as stored.
@@ -322,5 +368,27 @@ mod tests {
         assert_eq!(ThrottleKey::client(v6).as_str(), "ip:2001:db8:1:2::/64");
         let same_64: IpAddr = "2001:db8:1:2::1".parse().unwrap();
         assert_eq!(ThrottleKey::client(v6), ThrottleKey::client(same_64));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod recovery_key_tests {
+    use super::*;
+
+    #[test]
+    fn recovery_keys_never_share_a_row_with_sign_in() {
+        let email = Email::parse("Jo@Example.com").unwrap();
+        let account = ThrottleKey::account(&email);
+        let recovery = ThrottleKey::recovery(&email);
+        assert_ne!(account, recovery);
+        assert_eq!(&recovery.as_str()[4..], &account.as_str()[5..]);
+        assert!(recovery.as_str().starts_with("rcv:"));
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert_eq!(
+            ThrottleKey::recovery_client(ip).as_str(),
+            "rcv-ip:192.0.2.7"
+        );
+        assert_eq!(ThrottleKey::verification_resend("u1").as_str(), "vfy:u1");
     }
 }

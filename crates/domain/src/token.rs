@@ -112,6 +112,10 @@ pub struct AccessClaims {
     pub sid: String,
     /// Role names, e.g. `["user"]`.
     pub roles: Vec<String>,
+    /// Whether the address was verified when the token was issued (OIDC's
+    /// claim name). Absent in tokens issued before it existed: false.
+    #[serde(default)]
+    pub email_verified: bool,
     /// Issued at (unix seconds).
     pub iat: i64,
     /// Expires at (unix seconds).
@@ -138,10 +142,17 @@ impl AccessClaims {
             sub: user_id.into(),
             sid: session_id.into(),
             roles: roles.iter().map(|role| role.as_str().to_owned()).collect(),
+            email_verified: false,
             iat: now,
             exp: policy.access_expires_at(now),
             typ: Self::TYPE.to_owned(),
         }
+    }
+
+    /// The same claims, saying whether the address is verified.
+    pub fn with_email_verified(mut self, verified: bool) -> Self {
+        self.email_verified = verified;
+        self
     }
 
     /// Whether the token grants `role`.

@@ -54,6 +54,30 @@ impl AuditRecord {
         )
     }
 
+    /// Inserts the event with the user of the one-time token row that
+    /// `token_condition` selects (alias `t`, joined to its user `u`).
+    fn insert_for_token(&self, token_condition: &str, params: Vec<Value>) -> Statement {
+        let event = &self.event;
+        let mut values: Vec<Value> = vec![
+            self.id.as_str().into(),
+            self.at.into(),
+            event.kind().as_str().into(),
+            event.outcome().as_str().into(),
+            event.masked_email().into(),
+            event.client_ip().into(),
+            event.reason().into(),
+            self.request_id.as_deref().into(),
+        ];
+        values.extend(params);
+        stmt(
+            &format!(
+                "{INSERT_AUDIT} SELECT ?, ?, ?, ?, t.user_id, NULL, ?, ?, ?, ? \
+                 FROM one_time_tokens t JOIN users u ON u.id = t.user_id WHERE {token_condition}"
+            ),
+            values,
+        )
+    }
+
     /// Inserts the event with user and session taken from the session row
     /// that `session_condition` selects (alias `s`).
     fn insert_for_session(&self, session_condition: &str, params: Vec<Value>) -> Statement {
@@ -90,6 +114,8 @@ pub struct User {
     pub is_active: bool,
     pub created_at: i64,
     pub roles: Vec<String>,
+    /// Whether the address was verified (`email_verified_at` is set).
+    pub email_verified: bool,
 }
 
 /// A user with the password hash, for sign-in and password change.
@@ -100,7 +126,8 @@ pub struct UserCredentials {
 }
 
 const USER_COLUMNS: &str = "u.id, u.email, u.full_name, u.avatar_url, u.is_active, u.created_at, \
-     (SELECT group_concat(r.name, ',') FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id) AS roles";
+     (SELECT group_concat(r.name, ',') FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id) AS roles, \
+     u.email_verified_at";
 
 fn user_from(row: &Row<'_>) -> Result<User, StoreError> {
     let mut roles: Vec<String> = row
@@ -119,6 +146,7 @@ fn user_from(row: &Row<'_>) -> Result<User, StoreError> {
         is_active: row.flag("is_active")?,
         created_at: row.int("created_at")?,
         roles,
+        email_verified: row.opt_int("email_verified_at")?.is_some(),
     })
 }
 
@@ -130,6 +158,38 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     pub full_name: &'a str,
     pub now: i64,
+    /// The verification token sent to the new address.
+    pub verification: NewToken<'a>,
+}
+
+/// A one-time token to store (recovery or verification).
+#[derive(Debug, Clone, Copy)]
+pub struct NewToken<'a> {
+    /// Lower-case hex SHA-256 of the token's bytes.
+    pub hash: &'a str,
+    pub expires_at: i64,
+}
+
+/// What asking for a recovery link did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecoveryRequest {
+    /// A key was locked: nothing was counted or issued; the refusal is recorded.
+    pub refused: bool,
+    /// The account exists and is active: the token was stored.
+    pub issued: bool,
+}
+
+/// What a signed-in user's request for a verification message did.
+#[derive(Debug, Clone)]
+pub struct VerificationRequest {
+    /// The address the token was issued for.
+    pub email: String,
+    pub already_verified: bool,
+    pub counter: ThrottleState,
+    /// As [`SigninContext::refused`].
+    pub refused: bool,
+    /// The token was stored (not refused, not already verified).
+    pub issued: bool,
 }
 
 /// What sign-up did.
@@ -233,6 +293,17 @@ fn active_session_params(session_id: &str, user_id: &str, now: i64) -> Vec<Value
     vec![session_id.into(), user_id.into(), now.into()]
 }
 
+/// SQL deciding that the one-time token `t` (joined to its user `u`) with
+/// hash `?` can still be used at `?now` for recovery: unused, unexpired,
+/// issued for the address the account has now, and the account active.
+const CURRENT_RECOVERY_TOKEN: &str = "t.hash = ? AND t.purpose = 'recovery' AND t.used_at IS NULL \
+     AND t.expires_at > ? AND u.email = t.email AND u.is_active = 1";
+
+/// As [`CURRENT_RECOVERY_TOKEN`], for verification (an inactive account's
+/// address can still be verified).
+const CURRENT_VERIFICATION_TOKEN: &str = "t.hash = ? AND t.purpose = 'verification' \
+     AND t.used_at IS NULL AND t.expires_at > ? AND u.email = t.email";
+
 /// `EXISTS (SELECT 1 FROM audit_events WHERE id = ?) AS <name>`: whether a
 /// conditional audit insert of this batch happened.
 fn recorded(audit: &AuditRecord, name: &str) -> (String, Value) {
@@ -245,13 +316,14 @@ fn recorded(audit: &AuditRecord, name: &str) -> (String, Value) {
 impl<D: Database> Store<D> {
     // --- sign-up ------------------------------------------------------------
 
-    /// Creates the user with the `user` role, or reports the email taken
-    /// (also when two sign-ups race). One round trip; the audit row records
-    /// whichever happened.
+    /// Creates the user with the `user` role and its first verification
+    /// token, or reports the email taken (also when two sign-ups race). One
+    /// round trip; the audit rows record whichever happened.
     pub async fn create_user(
         &self,
         user: &NewUser<'_>,
         created: &AuditRecord,
+        verification_issued: &AuditRecord,
         taken: &AuditRecord,
     ) -> Result<SignupOutcome, StoreError> {
         let exists = "EXISTS (SELECT 1 FROM users WHERE id = ?)";
@@ -275,7 +347,22 @@ impl<D: Database> Store<D> {
                 ),
                 vec![user.id.into(), user.now.into(), user.id.into()],
             ),
+            stmt(
+                &format!(
+                    "INSERT INTO one_time_tokens (hash, purpose, user_id, email, created_at, expires_at) \
+                     SELECT ?, 'verification', ?, ?, ?, ? WHERE {exists}"
+                ),
+                vec![
+                    user.verification.hash.into(),
+                    user.id.into(),
+                    user.email.as_str().into(),
+                    user.now.into(),
+                    user.verification.expires_at.into(),
+                    user.id.into(),
+                ],
+            ),
             created.insert_if(exists, vec![user.id.into()]),
+            verification_issued.insert_if(exists, vec![user.id.into()]),
             taken.insert_if(&format!("NOT {exists}"), vec![user.id.into()]),
         ];
         let read = stmt(&format!("SELECT {exists} AS created"), vec![user.id.into()]);
@@ -502,7 +589,7 @@ impl<D: Database> Store<D> {
                 "SELECT {USER_COLUMNS}, s.id AS session_id, 'rotated' AS outcome, 0 AS reused \
                  FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.refresh_hash = ? \
                  UNION ALL \
-                 SELECT s.user_id, NULL, NULL, NULL, 0, 0, NULL, s.id, 'reused', {reused_flag} \
+                 SELECT s.user_id, NULL, NULL, NULL, 0, 0, NULL, NULL, s.id, 'reused', {reused_flag} \
                  FROM sessions s WHERE s.id = {retired_session} AND {not_rotated}"
             ),
             vec![new_v.clone(), reused_id, old_v, new_v],
@@ -782,6 +869,293 @@ impl<D: Database> Store<D> {
             .batch(&writes, Some(&stmt(&format!("SELECT {flag}"), vec![id])))
             .await?;
         first(&rows)?.flag("changed")
+    }
+
+    /// A correct password for an address that must be verified first (the
+    /// variable `require_verified_email`): gives back the attempt the
+    /// account counted (it was no guess) and records `refusal`. One round trip.
+    pub async fn refuse_unverified_signin(
+        &self,
+        account_key: &ThrottleKey,
+        refusal: &AuditRecord,
+    ) -> Result<(), StoreError> {
+        let writes = [
+            stmt(
+                "DELETE FROM throttle WHERE key = ?",
+                vec![account_key.as_str().into()],
+            ),
+            refusal.insert(),
+        ];
+        self.batch(&writes, None).await.map(drop)
+    }
+
+    // --- recovery and verification -----------------------------------------
+
+    /// A recovery link asked for `email`: counts the request on the address's
+    /// and the client's recovery counters unless one is locked (then records
+    /// `refusal` and does nothing else); otherwise, if an active account has
+    /// that address, replaces its recovery tokens with `token` and records
+    /// `issued`. Expired tokens of every user are dropped. The same work
+    /// whether or not the account exists. One round trip.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn request_recovery(
+        &self,
+        email: &Email,
+        throttles: Throttles<'_>,
+        attempt_id: &str,
+        refusal: &AuditRecord,
+        issued: &AuditRecord,
+        token: NewToken<'_>,
+        now: i64,
+    ) -> Result<RecoveryRequest, StoreError> {
+        let keys: Vec<&ThrottleKey> = throttles.each().map(|(key, _)| key).collect();
+        let (account_key, account_policy) = throttles.account;
+        let (refused_flag, refusal_id) = recorded(refusal, "refused");
+        let not_refused = "NOT EXISTS (SELECT 1 FROM audit_events WHERE id = ?)";
+        let mut writes = vec![
+            record_if_locked(refusal, &keys, None, now),
+            count_attempt(
+                account_key,
+                account_policy,
+                attempt_id,
+                &throttles
+                    .client
+                    .map(|(key, _)| key)
+                    .into_iter()
+                    .collect::<Vec<_>>(),
+                now,
+            ),
+        ];
+        if let Some((client_key, client_policy)) = throttles.client {
+            writes.push(count_attempt(
+                client_key,
+                client_policy,
+                attempt_id,
+                &[account_key],
+                now,
+            ));
+        }
+        writes.extend([
+            stmt(
+                "DELETE FROM one_time_tokens WHERE expires_at <= ?",
+                vec![now.into()],
+            ),
+            stmt(
+                &format!(
+                    "DELETE FROM one_time_tokens WHERE purpose = 'recovery' \
+                     AND user_id = (SELECT id FROM users WHERE email = ?) AND {not_refused}"
+                ),
+                vec![email.as_str().into(), refusal.id.as_str().into()],
+            ),
+            stmt(
+                &format!(
+                    "INSERT INTO one_time_tokens (hash, purpose, user_id, email, created_at, expires_at) \
+                     SELECT ?, 'recovery', u.id, u.email, ?, ? FROM users u \
+                     WHERE u.email = ? AND u.is_active = 1 AND {not_refused}"
+                ),
+                vec![
+                    token.hash.into(),
+                    now.into(),
+                    token.expires_at.into(),
+                    email.as_str().into(),
+                    refusal.id.as_str().into(),
+                ],
+            ),
+            issued.insert_for_token("t.hash = ?", vec![token.hash.into()]),
+        ]);
+        let read = stmt(
+            &format!(
+                "SELECT {refused_flag}, \
+                 EXISTS (SELECT 1 FROM one_time_tokens WHERE hash = ?) AS issued"
+            ),
+            vec![refusal_id, token.hash.into()],
+        );
+        let rows = self.batch(&writes, Some(&read)).await?;
+        let row = first(&rows)?;
+        Ok(RecoveryRequest {
+            refused: row.flag("refused")?,
+            issued: row.flag("issued")?,
+        })
+    }
+
+    /// Sets a new password with a recovery token, if the token is current
+    /// (unused, unexpired, the newest of its user, issued for the address the
+    /// account still has, and the account active): consumes it, sets
+    /// `new_hash`, revokes every session of the user and clears the user's
+    /// password-check counter, recording `reset`; otherwise records
+    /// `rejected` and changes nothing. All or nothing, and of racing resets
+    /// with one token exactly one succeeds. Returns the user's id if it
+    /// worked. One round trip.
+    pub async fn reset_password(
+        &self,
+        token_hash: &str,
+        new_hash: &str,
+        reset: &AuditRecord,
+        rejected: &AuditRecord,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let user_of_reset = "(SELECT user_id FROM audit_events WHERE id = ?)";
+        let reset_id: Value = reset.id.as_str().into();
+        let writes = [
+            reset.insert_for_token(CURRENT_RECOVERY_TOKEN, vec![token_hash.into(), now.into()]),
+            stmt(
+                &format!(
+                    "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = {user_of_reset}"
+                ),
+                vec![new_hash.into(), now.into(), reset_id.clone()],
+            ),
+            stmt(
+                "UPDATE one_time_tokens SET used_at = ? WHERE hash = ? \
+                 AND EXISTS (SELECT 1 FROM audit_events WHERE id = ?)",
+                vec![now.into(), token_hash.into(), reset_id.clone()],
+            ),
+            stmt(
+                &format!(
+                    "UPDATE sessions SET revoked_at = ?, revoked_reason = 'password_reset' \
+                     WHERE user_id = {user_of_reset} AND revoked_at IS NULL"
+                ),
+                vec![now.into(), reset_id.clone()],
+            ),
+            stmt(
+                &format!("DELETE FROM throttle WHERE key = 'pwd:' || {user_of_reset}"),
+                vec![reset_id.clone()],
+            ),
+            rejected.insert_if(
+                "NOT EXISTS (SELECT 1 FROM audit_events WHERE id = ?)",
+                vec![reset_id.clone()],
+            ),
+        ];
+        let read = stmt(
+            &format!("SELECT {user_of_reset} AS user_id"),
+            vec![reset_id],
+        );
+        let rows = self.batch(&writes, Some(&read)).await?;
+        Ok(first(&rows)?.opt_text("user_id")?.map(str::to_string))
+    }
+
+    /// Marks an address verified with a verification token, if the token is
+    /// current (as for [`Self::reset_password`]): consumes it and sets
+    /// `email_verified_at`, recording `verified`; otherwise records
+    /// `rejected`. Returns the user's id if it worked. One round trip.
+    pub async fn verify_email(
+        &self,
+        token_hash: &str,
+        verified: &AuditRecord,
+        rejected: &AuditRecord,
+        now: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let user_of_event = "(SELECT user_id FROM audit_events WHERE id = ?)";
+        let verified_id: Value = verified.id.as_str().into();
+        let writes = [
+            verified.insert_for_token(
+                CURRENT_VERIFICATION_TOKEN,
+                vec![token_hash.into(), now.into()],
+            ),
+            stmt(
+                &format!(
+                    "UPDATE users SET email_verified_at = COALESCE(email_verified_at, ?), updated_at = ? \
+                     WHERE id = {user_of_event}"
+                ),
+                vec![now.into(), now.into(), verified_id.clone()],
+            ),
+            stmt(
+                "UPDATE one_time_tokens SET used_at = ? WHERE hash = ? \
+                 AND EXISTS (SELECT 1 FROM audit_events WHERE id = ?)",
+                vec![now.into(), token_hash.into(), verified_id.clone()],
+            ),
+            rejected.insert_if(
+                "NOT EXISTS (SELECT 1 FROM audit_events WHERE id = ?)",
+                vec![verified_id.clone()],
+            ),
+        ];
+        let read = stmt(
+            &format!("SELECT {user_of_event} AS user_id"),
+            vec![verified_id],
+        );
+        let rows = self.batch(&writes, Some(&read)).await?;
+        Ok(first(&rows)?.opt_text("user_id")?.map(str::to_string))
+    }
+
+    /// A signed-in user asks for a new verification message: counts it on
+    /// `throttle` unless locked (then records `refusal`); unless refused or
+    /// already verified, replaces the user's verification tokens with `token`
+    /// and records `issued`. `None` if the session is not active. One round
+    /// trip.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn request_verification(
+        &self,
+        session_id: &str,
+        user_id: &str,
+        throttle: (&ThrottleKey, &ThrottlePolicy),
+        attempt_id: &str,
+        refusal: &AuditRecord,
+        issued: &AuditRecord,
+        token: NewToken<'_>,
+        now: i64,
+    ) -> Result<Option<VerificationRequest>, StoreError> {
+        let (key, policy) = throttle;
+        let session = active_session_params(session_id, user_id, now);
+        let eligible = format!(
+            "EXISTS (SELECT 1 FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE {ACTIVE_SESSION} AND u.email_verified_at IS NULL) \
+             AND NOT EXISTS (SELECT 1 FROM audit_events WHERE id = ?)"
+        );
+        let eligible_params = || -> Vec<Value> {
+            let mut params = session.clone();
+            params.push(refusal.id.as_str().into());
+            params
+        };
+        let mut delete_params: Vec<Value> = vec![user_id.into()];
+        delete_params.extend(eligible_params());
+        let mut insert_params: Vec<Value> = vec![
+            token.hash.into(),
+            now.into(),
+            token.expires_at.into(),
+            user_id.into(),
+        ];
+        insert_params.extend(eligible_params());
+        let writes = [
+            record_if_locked(refusal, &[key], None, now),
+            count_attempt(key, policy, attempt_id, &[], now),
+            stmt(
+                &format!(
+                    "DELETE FROM one_time_tokens WHERE user_id = ? AND purpose = 'verification' AND {eligible}"
+                ),
+                delete_params,
+            ),
+            stmt(
+                &format!(
+                    "INSERT INTO one_time_tokens (hash, purpose, user_id, email, created_at, expires_at) \
+                     SELECT ?, 'verification', u.id, u.email, ?, ? FROM users u WHERE u.id = ? AND {eligible}"
+                ),
+                insert_params,
+            ),
+            issued.insert_for_token("t.hash = ?", vec![token.hash.into()]),
+        ];
+        let (refused, refusal_id) = recorded(refusal, "refused");
+        let mut params: Vec<Value> = vec![refusal_id, token.hash.into(), key.as_str().into()];
+        params.extend(session.iter().cloned());
+        let read = stmt(
+            &format!(
+                "SELECT u.email, u.email_verified_at, {refused}, \
+                 EXISTS (SELECT 1 FROM one_time_tokens WHERE hash = ?) AS issued, \
+                 t.failures AS t_failures, t.window_started_at AS t_window, t.locked_until AS t_locked \
+                 FROM sessions s JOIN users u ON u.id = s.user_id LEFT JOIN throttle t ON t.key = ? \
+                 WHERE {ACTIVE_SESSION}"
+            ),
+            params,
+        );
+        let rows = self.batch(&writes, Some(&read)).await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        Ok(Some(VerificationRequest {
+            email: row.text("email")?.to_string(),
+            already_verified: row.opt_int("email_verified_at")?.is_some(),
+            counter: counter(&row, "t", now)?,
+            refused: row.flag("refused")?,
+            issued: row.flag("issued")?,
+        }))
     }
 
     // --- keys and readiness -----------------------------------------------------

@@ -10,8 +10,8 @@ use latch_domain::{
     AuditEvent, AuditKind, Email, Outcome, RefreshToken, ThrottleKey, ThrottlePolicy, ThrottleState,
 };
 use latch_store::{
-    AuditRecord, Database, NewSession, NewUser, RefreshOutcome, RevokeOutcome, Rows, SignupOutcome,
-    Statement, Store, StoreError, StoredKey, Throttles, Value,
+    AuditRecord, Database, NewSession, NewToken, NewUser, RefreshOutcome, RevokeOutcome, Rows,
+    SignupOutcome, Statement, Store, StoreError, StoredKey, Throttles, Value,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
@@ -173,8 +173,13 @@ fn sign_up(store: &Store<&Native>, id: &str, email: &str) -> SignupOutcome {
             password_hash: "$argon2id$hash",
             full_name: "Jane Doe",
             now: 1_000,
+            verification: NewToken {
+                hash: &format!("verification-of-{id}"),
+                expires_at: 1_000 + 86_400,
+            },
         },
         &audit(AuditKind::Signup, Outcome::Success, 1_000),
+        &audit(AuditKind::VerificationRequested, Outcome::Success, 1_000),
         &audit(AuditKind::Signup, Outcome::Failure, 1_000),
     ))
     .unwrap()
@@ -1008,4 +1013,208 @@ fn schema_version_matches_the_migrations() {
         latch_store::SCHEMA_VERSION
     );
     const { assert!(latch_store::SCHEMA_VERSION >= 1) };
+}
+
+fn recovery(
+    store: &Store<&Native>,
+    email: &str,
+    hash: &str,
+    attempt: &str,
+    now: i64,
+) -> latch_store::RecoveryRequest {
+    let email = Email::parse(email).unwrap();
+    let key = ThrottleKey::recovery(&email);
+    let client = ThrottleKey::recovery_client("192.0.2.1".parse().unwrap());
+    block_on(store.request_recovery(
+        &email,
+        Throttles {
+            account: (&key, &ThrottlePolicy::RECOVERY_ACCOUNT),
+            client: Some((&client, &ThrottlePolicy::RECOVERY_CLIENT)),
+        },
+        attempt,
+        &audit(AuditKind::RecoveryRequested, Outcome::Denied, now),
+        &audit(AuditKind::RecoveryRequested, Outcome::Success, now),
+        NewToken {
+            hash,
+            expires_at: now + 1_800,
+        },
+        now,
+    ))
+    .unwrap()
+}
+
+fn reset(store: &Store<&Native>, hash: &str, now: i64) -> Option<String> {
+    block_on(store.reset_password(
+        hash,
+        "$argon2id$new",
+        &audit(AuditKind::PasswordReset, Outcome::Success, now),
+        &audit(AuditKind::PasswordReset, Outcome::Failure, now),
+        now,
+    ))
+    .unwrap()
+}
+
+#[test]
+fn recovery_tokens_are_single_use_newest_only_and_expire() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "jane@example.com");
+    session(&store, "s1", "u1", &token(1).0, 2_000);
+    session(&store, "s2", "u1", &token(2).0, 2_001);
+
+    // An unknown address does the same work and stores nothing.
+    let before = store.round_trips();
+    let unknown = recovery(&store, "nobody@example.com", "h-unknown", "a0", 3_000);
+    assert_eq!(store.round_trips() - before, 1);
+    assert_eq!((unknown.refused, unknown.issued), (false, false));
+
+    let first = recovery(&store, "jane@example.com", "h-first", "a1", 3_000);
+    assert_eq!((first.refused, first.issued), (false, true));
+    let second = recovery(&store, "Jane@example.com", "h-second", "a2", 3_001);
+    assert!(second.issued);
+    // Only the newest is valid.
+    assert_eq!(reset(&store, "h-first", 3_002), None);
+    let before = store.round_trips();
+    assert_eq!(reset(&store, "h-second", 3_003).as_deref(), Some("u1"));
+    assert_eq!(store.round_trips() - before, 1);
+    // Single use.
+    assert_eq!(reset(&store, "h-second", 3_004), None);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE id = 'u1' AND password_hash = '$argon2id$new'"),
+        1
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE user_id = 'u1' AND revoked_reason = 'password_reset'"),
+        2
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM audit_events WHERE event = 'password_reset' AND outcome = 'success' AND user_id = 'u1'"),
+        1
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM audit_events WHERE event = 'password_reset' AND outcome = 'failure'"),
+        2
+    );
+
+    // Expiry.
+    recovery(&store, "jane@example.com", "h-late", "a3", 4_000);
+    assert_eq!(reset(&store, "h-late", 4_000 + 1_800), None);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM users WHERE password_hash = '$argon2id$new'"),
+        1
+    );
+
+    // An inactive account gets no token, and a token issued before cannot be used.
+    recovery(&store, "jane@example.com", "h-before-disable", "a4", 5_000);
+    db.conn
+        .borrow()
+        .execute("UPDATE users SET is_active = 0", [])
+        .unwrap();
+    assert_eq!(reset(&store, "h-before-disable", 5_001), None);
+    let inactive = recovery(&store, "jane@example.com", "h-inactive", "a5", 5_002);
+    assert!(!inactive.issued);
+}
+
+#[test]
+fn recovery_requests_lock_out_and_a_lockout_issues_nothing() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "jane@example.com");
+    let max = ThrottlePolicy::RECOVERY_ACCOUNT.max_failures;
+    for i in 0..max {
+        let request = recovery(
+            &store,
+            "jane@example.com",
+            &format!("h{i}"),
+            &format!("a{i}"),
+            1_000 + i64::from(i),
+        );
+        assert_eq!(
+            (request.refused, request.issued),
+            (false, true),
+            "request {i}"
+        );
+    }
+    let locked = recovery(&store, "jane@example.com", "h-locked", "a-locked", 1_100);
+    assert_eq!((locked.refused, locked.issued), (true, false));
+    // The newest token before the lock is still the one that works.
+    assert_eq!(
+        reset(&store, &format!("h{}", max - 1), 1_101).as_deref(),
+        Some("u1")
+    );
+    // Sign-in's counter was never touched.
+    let email = Email::parse("jane@example.com").unwrap();
+    assert_eq!(
+        db.scalar(&format!(
+            "SELECT count(*) FROM throttle WHERE key = '{}'",
+            ThrottleKey::account(&email).as_str()
+        )),
+        0
+    );
+}
+
+#[test]
+fn verification_marks_the_address_it_was_sent_to_once() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "jane@example.com");
+    session(&store, "s1", "u1", &token(1).0, 2_000);
+    let profile = block_on(store.profile("s1", "u1", 2_001)).unwrap().unwrap();
+    assert!(!profile.email_verified);
+    let verify = |hash: &str, now: i64| {
+        block_on(store.verify_email(
+            hash,
+            &audit(AuditKind::EmailVerified, Outcome::Success, now),
+            &audit(AuditKind::EmailVerified, Outcome::Failure, now),
+            now,
+        ))
+        .unwrap()
+    };
+    let resend = |hash: &str, attempt: &str, now: i64| {
+        let key = ThrottleKey::verification_resend("u1");
+        block_on(store.request_verification(
+            "s1",
+            "u1",
+            (&key, &ThrottlePolicy::VERIFICATION_RESEND),
+            attempt,
+            &audit(AuditKind::VerificationRequested, Outcome::Denied, now),
+            &audit(AuditKind::VerificationRequested, Outcome::Success, now),
+            NewToken {
+                hash,
+                expires_at: now + 86_400,
+            },
+            now,
+        ))
+        .unwrap()
+    };
+    // A resend supersedes the sign-up's token.
+    let request = resend("h-resent", "r1", 2_002).unwrap();
+    assert_eq!(request.email, "jane@example.com");
+    assert!(request.issued && !request.refused && !request.already_verified);
+    assert_eq!(verify("verification-of-u1", 2_003), None);
+    assert_eq!(verify("h-resent", 2_004).as_deref(), Some("u1"));
+    assert_eq!(verify("h-resent", 2_005), None);
+    let profile = block_on(store.profile("s1", "u1", 2_006)).unwrap().unwrap();
+    assert!(profile.email_verified);
+    let again = resend("h-again", "r2", 2_007).unwrap();
+    assert!(again.already_verified && !again.issued);
+    // Another session's id gives nothing.
+    let key = ThrottleKey::verification_resend("u1");
+    assert!(
+        block_on(store.request_verification(
+            "s-unknown",
+            "u1",
+            (&key, &ThrottlePolicy::VERIFICATION_RESEND),
+            "r3",
+            &audit(AuditKind::VerificationRequested, Outcome::Denied, 2_008),
+            &audit(AuditKind::VerificationRequested, Outcome::Success, 2_008),
+            NewToken {
+                hash: "h-x",
+                expires_at: 9_999
+            },
+            2_008,
+        ))
+        .unwrap()
+        .is_none()
+    );
 }

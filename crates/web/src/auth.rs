@@ -132,7 +132,8 @@ pub fn access_token(
         .iter()
         .filter_map(|r| latch_domain::Role::parse(r))
         .collect();
-    let claims = AccessClaims::new(policy, &user.id, session_id, &roles, now);
+    let claims = AccessClaims::new(policy, &user.id, session_id, &roles, now)
+        .with_email_verified(user.email_verified);
     latch_domain::issue_access_token(signing, &claims)
         .map_err(|_| ApiError::Internal("token signing failed"))
 }

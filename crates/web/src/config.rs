@@ -39,6 +39,11 @@ pub fn flag(name: &'static str) -> Result<bool, ApiError> {
     parse(name, |v| config::parse_bool(name, v))
 }
 
+/// A whole number of seconds between `min` and `max`.
+pub fn seconds(name: &'static str, min: i64, max: i64) -> Result<i64, ApiError> {
+    parse(name, |v| config::parse_bounded(name, v, min, max))
+}
+
 /// Issuer, audience and lifetimes of tokens.
 pub fn token_policy() -> Result<TokenPolicy, ApiError> {
     let mut policy = TokenPolicy::new(var("token_issuer")?, var("token_audience")?);

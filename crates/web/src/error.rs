@@ -39,6 +39,13 @@ pub enum ApiError {
     InvalidCredentials,
     /// Authenticated, but this is not allowed (403).
     Forbidden(&'static str),
+    /// A refusal clients tell apart by its stable `code` member (e.g. 400
+    /// `invalid_token`, 403 `email_not_verified`).
+    Coded {
+        status: u16,
+        code: &'static str,
+        detail: &'static str,
+    },
     /// Nothing there for this caller (404).
     NotFound(&'static str),
     /// The request conflicts with existing data (409).
@@ -109,12 +116,28 @@ impl From<FieldError> for ApiError {
 }
 
 impl ApiError {
+    /// 400 `invalid_token`: a one-time token that is unknown, used, expired
+    /// or superseded (one answer, so none can be told apart).
+    pub const INVALID_TOKEN: ApiError = ApiError::Coded {
+        status: 400,
+        code: "invalid_token",
+        detail: "the link is invalid or has expired; ask for a new one",
+    };
+
+    /// 403 `email_not_verified`: sign-in waits for the address to be verified.
+    pub const EMAIL_NOT_VERIFIED: ApiError = ApiError::Coded {
+        status: 403,
+        code: "email_not_verified",
+        detail: "verify your email address before signing in",
+    };
+
     /// The HTTP status.
     pub fn status(&self) -> u16 {
         match self {
             ApiError::Validation(_) | ApiError::MalformedBody(_) => 400,
             ApiError::Unauthorized { .. } | ApiError::InvalidCredentials => 401,
             ApiError::Forbidden(_) => 403,
+            ApiError::Coded { status, .. } => *status,
             ApiError::NotFound(_) => 404,
             ApiError::MethodNotAllowed(_) => 405,
             ApiError::Conflict(_) => 409,
@@ -139,6 +162,7 @@ impl ApiError {
             ApiError::Unauthorized { detail, .. } => (*detail).to_string(),
             ApiError::InvalidCredentials => "Invalid email or password".to_string(),
             ApiError::Forbidden(detail)
+            | ApiError::Coded { detail, .. }
             | ApiError::NotFound(detail)
             | ApiError::Conflict(detail) => (*detail).to_string(),
             ApiError::TooManyRequests { retry_after_secs } => {
@@ -171,6 +195,9 @@ impl ApiError {
             "error": title,
             "message": detail,
         });
+        if let ApiError::Coded { code, .. } = &self {
+            body["code"] = json!(code);
+        }
         if let ApiError::Validation(errors) = &self {
             body["code"] = json!("FST_ERR_VALIDATION");
             body["errors"] = errors

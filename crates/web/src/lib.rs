@@ -9,6 +9,7 @@ pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod db;
+pub mod email;
 pub mod error;
 pub mod passwords;
 pub mod request;
@@ -47,19 +48,23 @@ pub async fn run(
     methods: &'static [Method],
     handler: impl AsyncFnOnce(&Ctx, Request) -> Result<Response, ApiError>,
 ) {
-    let (response, head) = match read_request(incoming).await {
+    let (response, head, ctx) = match read_request(incoming).await {
         Ok(request) => {
             let head = request.method() == Method::HEAD;
-            (serve(request, route, methods, handler).await, head)
+            let ctx = Ctx::new(&request, route);
+            (serve(&ctx, request, methods, handler).await, head, ctx)
         }
         Err(error) => {
             let ctx = Ctx::unreadable(route);
             let mut response = error.into_response(&ctx);
             response::finish(&mut response, &ctx);
-            (response, false)
+            (response, false, ctx)
         }
     };
     send_response(out, response, head);
+    // The instance lives on after answering (Spin and latch alike) until
+    // this returns: what the answer must not wait for happens now.
+    ctx.deliver_letters();
 }
 
 async fn read_request(incoming: spin_sdk::http::IncomingRequest) -> Result<Request, ApiError> {
@@ -145,29 +150,32 @@ fn send_response(out: spin_sdk::http::ResponseOutparam, response: Response, head
 /// Runs a route: checks the method, gives the handler a [`Ctx`], turns its
 /// error into a problem response, and adds the headers every answer carries.
 pub async fn serve(
+    ctx: &Ctx,
     req: Request,
-    route: &'static str,
     methods: &'static [Method],
     handler: impl AsyncFnOnce(&Ctx, Request) -> Result<Response, ApiError>,
 ) -> Response {
-    let ctx = Ctx::new(&req, route);
     // HEAD is answered wherever GET is.
     let allowed = methods.contains(req.method())
         || (req.method() == Method::HEAD && methods.contains(&Method::GET));
     let mut response = if !allowed {
-        ApiError::MethodNotAllowed(methods).into_response(&ctx)
+        ApiError::MethodNotAllowed(methods).into_response(ctx)
     } else {
         let head = req.method() == Method::HEAD;
-        let mut response = match handler(&ctx, req).await {
+        let mut response = match handler(ctx, req).await {
             Ok(response) => response,
-            Err(error) => error.into_response(&ctx),
+            Err(error) => {
+                // Nothing is sent for a request that failed.
+                ctx.discard_letters();
+                error.into_response(ctx)
+            }
         };
         if head {
             response.body_mut().clear();
         }
         response
     };
-    response::finish(&mut response, &ctx);
+    response::finish(&mut response, ctx);
     response
 }
 

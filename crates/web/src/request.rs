@@ -3,6 +3,7 @@
 
 use std::net::IpAddr;
 
+use crate::email::{Letter, Outbox};
 use crate::{ApiError, Request};
 use serde::de::DeserializeOwned;
 
@@ -31,6 +32,8 @@ pub struct Ctx {
     /// Whether clients reach the service over HTTPS (`behind_tls`): answers
     /// then carry `Strict-Transport-Security`.
     pub behind_tls: bool,
+    /// Messages to deliver once the answer is out ([`Ctx::send_after_response`]).
+    letters: std::rc::Rc<std::cell::RefCell<Vec<(Outbox, Letter)>>>,
 }
 
 fn header(req: &Request, name: &str) -> Option<String> {
@@ -96,6 +99,7 @@ impl Ctx {
             authorization: header(req, "authorization"),
             secure_cookies: secure_cookies(),
             behind_tls: behind_tls(),
+            letters: Default::default(),
         }
     }
 
@@ -113,6 +117,7 @@ impl Ctx {
             authorization: None,
             secure_cookies: secure_cookies(),
             behind_tls: behind_tls(),
+            letters: Default::default(),
         }
     }
 
@@ -128,6 +133,25 @@ impl Ctx {
 
     pub fn user_agent(&self) -> Option<&str> {
         self.user_agent.as_deref()
+    }
+
+    /// Queues `letter` for delivery after the answer is out: the answer's
+    /// timing and content never depend on the delivery.
+    pub fn send_after_response(&self, outbox: Outbox, letter: Letter) {
+        self.letters.borrow_mut().push((outbox, letter));
+    }
+
+    /// Drops the queued letters (the request failed after queuing them).
+    pub fn discard_letters(&self) {
+        self.letters.borrow_mut().clear();
+    }
+
+    /// Delivers the queued letters (the entry point calls this after answering).
+    pub fn deliver_letters(&self) {
+        let letters = std::mem::take(&mut *self.letters.borrow_mut());
+        for (outbox, letter) in &letters {
+            crate::email::deliver(self, outbox, letter);
+        }
     }
 
     /// The value of a cookie, if sent.
@@ -261,6 +285,7 @@ mod tests {
                 authorization,
                 secure_cookies: true,
                 behind_tls: false,
+                letters: Default::default(),
             }
         }
 
