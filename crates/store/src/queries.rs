@@ -981,8 +981,9 @@ impl<D: Database> Store<D> {
     /// Sets a new password with a recovery token, if the token is current
     /// (unused, unexpired, the newest of its user, issued for the address the
     /// account still has, and the account active): consumes it, sets
-    /// `new_hash`, revokes every session of the user and clears the user's
-    /// password-check counter, recording `reset`; otherwise records
+    /// `new_hash`, marks the address verified (the link reached it), revokes
+    /// every session of the user and clears the user's password-check
+    /// counter, recording `reset`; otherwise records
     /// `rejected` and changes nothing. All or nothing, and of racing resets
     /// with one token exactly one succeeds. Returns the user's id if it
     /// worked. One round trip.
@@ -998,11 +999,13 @@ impl<D: Database> Store<D> {
         let reset_id: Value = reset.id.as_str().into();
         let writes = [
             reset.insert_for_token(CURRENT_RECOVERY_TOKEN, vec![token_hash.into(), now.into()]),
+            // The link reached the address: that proves it as verification does.
             stmt(
                 &format!(
-                    "UPDATE users SET password_hash = ?, updated_at = ? WHERE id = {user_of_reset}"
+                    "UPDATE users SET password_hash = ?, updated_at = ?, \
+                     email_verified_at = COALESCE(email_verified_at, ?) WHERE id = {user_of_reset}"
                 ),
-                vec![new_hash.into(), now.into(), reset_id.clone()],
+                vec![new_hash.into(), now.into(), now.into(), reset_id.clone()],
             ),
             stmt(
                 "UPDATE one_time_tokens SET used_at = ? WHERE hash = ? \

@@ -1080,7 +1080,10 @@ fn recovery_tokens_are_single_use_newest_only_and_expire() {
     // Single use.
     assert_eq!(reset(&store, "h-second", 3_004), None);
     assert_eq!(
-        db.scalar("SELECT count(*) FROM users WHERE id = 'u1' AND password_hash = '$argon2id$new'"),
+        db.scalar(
+            "SELECT count(*) FROM users WHERE id = 'u1' AND password_hash = '$argon2id$new' \
+             AND email_verified_at = 3003"
+        ),
         1
     );
     assert_eq!(
