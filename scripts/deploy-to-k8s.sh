@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Spin components, pushes the app as an OCI artefact, creates the Secret from
 # environment variables when it does not exist yet, applies an overlay (with the
-# per-deploy values: image, host, TLS issuer, ACME contact, database origin) and waits
-# until every SpinApp's Deployment has rolled out.
+# per-deploy values: image, host, TLS issuer, ACME contact, database and email webhook
+# origins, public URL) and waits until every SpinApp's Deployment has rolled out.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -40,6 +40,10 @@ Usage: scripts/deploy-to-k8s.sh [options]
   --acme-server URL  ACME directory for latch-acme (or LATCH_ACME_SERVER); default Let's
                      Encrypt production. Staging, for trials (untrusted certificates,
                      far higher rate limits): https://acme-staging-v02.api.letsencrypt.org/directory
+  --public-url URL   where users open the links of recovery and verification messages
+                     (<URL>/reset-password?token=..., <URL>/verify-email?token=...: pages
+                     of your front end; or LATCH_PUBLIC_URL). Default https://<host>
+                     (production, split); the local overlay's https://localhost:8443
   --context NAME     kubectl context (default: kind-latch for local, else the current one)
   --skip-build       do not run `spin build` (CI builds in an earlier job)
   --skip-push        do not run `spin registry push` (the image is already there)
@@ -58,6 +62,19 @@ Environment (read only when the Secret is created or updated; never printed):
   VERIFICATION_KEYS  previous public keys, comma-separated <kid>:<base64url>; may be empty
   DATABASE_ORIGIN    outbound allow-list entry for the database; default https://<host of
                      DATABASE_URL>, else the ConfigMap's https://*.sqlite.cloud
+  EMAIL_WEBHOOK_URL  where recovery and verification messages are POSTed (https:// outside
+                     the local overlay); empty or unset: no webhook, and production
+                     answers 503 to account recovery and to a verification resend
+  EMAIL_WEBHOOK_SECRET
+                     the webhook's signing secret, whsec_<base64 of at least 24 bytes>;
+                     required with EMAIL_WEBHOOK_URL (docs/operations.md)
+  EMAIL_WEBHOOK_ORIGIN
+                     outbound allow-list entry for the webhook; default scheme://host[:port]
+                     of EMAIL_WEBHOOK_URL, else of the existing Secret's email_webhook_url,
+                     else the ConfigMap's https://*.invalid (nothing reachable)
+  LATCH_REQUIRE_VERIFIED_EMAIL
+                     true: sign-in answers 403 until the address is verified; unset keeps
+                     the ConfigMap's value (false)
 EOF
 }
 
@@ -67,6 +84,8 @@ HOST="${LATCH_HOST:-}"
 TLS_ISSUER="${LATCH_TLS_ISSUER:-$REPO_TLS_ISSUER}"
 ACME_EMAIL="${LATCH_ACME_EMAIL:-}"
 ACME_SERVER="${LATCH_ACME_SERVER:-$DEFAULT_ACME_SERVER}"
+PUBLIC_URL="${LATCH_PUBLIC_URL:-}"
+REQUIRE_VERIFIED_EMAIL="${LATCH_REQUIRE_VERIFIED_EMAIL:-}"
 CONTEXT=""
 SKIP_BUILD=0
 SKIP_PUSH=0
@@ -75,7 +94,7 @@ UPDATE_SECRET=0
 TIMEOUT="5m"
 while (($#)); do
   case "$1" in
-    --overlay | --image | --host | --tls-issuer | --acme-email | --acme-server | --context | --timeout)
+    --overlay | --image | --host | --tls-issuer | --acme-email | --acme-server | --public-url | --context | --timeout)
       need_value "$@"
       case "$1" in
         --overlay) OVERLAY="$2" ;;
@@ -84,6 +103,7 @@ while (($#)); do
         --tls-issuer) TLS_ISSUER="$2" ;;
         --acme-email) ACME_EMAIL="$2" ;;
         --acme-server) ACME_SERVER="$2" ;;
+        --public-url) PUBLIC_URL="$2" ;;
         --context) CONTEXT="$2" ;;
         --timeout) TIMEOUT="$2" ;;
       esac
@@ -135,6 +155,31 @@ if [[ -n "$IMAGE" ]]; then
   [[ "$IMAGE" =~ ^[a-z0-9.-]+(:[0-9]+)?(/[a-z0-9._-]+)+(:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(@sha256:[0-9a-f]{64})?$ &&
     "$IMAGE" =~ (:[A-Za-z0-9_][A-Za-z0-9_.-]*|@sha256:[0-9a-f]{64})$ ]] ||
     die "--image must be registry/path:tag or registry/path@sha256:digest, got '$IMAGE'"
+fi
+# Links are built as <public_url>/reset-password?token=...: no trailing slash.
+PUBLIC_URL="${PUBLIC_URL%/}"
+if [[ -z "$PUBLIC_URL" && "$OVERLAY" != local ]]; then
+  PUBLIC_URL="https://$HOST"
+  info "public_url: https://$HOST (the links in messages open https://$HOST/reset-password and" \
+    "/verify-email; --public-url when your front end lives elsewhere)"
+fi
+if [[ -n "$PUBLIC_URL" ]]; then
+  # Written into the deploy overlay's YAML: checked strictly.
+  [[ "$PUBLIC_URL" =~ ^https?://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~-]+)*$ ]] ||
+    die "--public-url must be http(s)://host[:port][/path] (no query), got '$PUBLIC_URL'"
+  [[ "$OVERLAY" == local || "$PUBLIC_URL" == https://* ]] ||
+    die "--public-url must be https:// for $OVERLAY: the links carry one-time tokens"
+fi
+case "$REQUIRE_VERIFIED_EMAIL" in
+  "" | true | false) ;;
+  *) die "LATCH_REQUIRE_VERIFIED_EMAIL must be true or false, got '$REQUIRE_VERIFIED_EMAIL'" ;;
+esac
+# The webhook URL is a secret (it may carry a token): checked here, never printed.
+if [[ -n "${EMAIL_WEBHOOK_URL:-}" ]]; then
+  [[ "$EMAIL_WEBHOOK_URL" =~ ^https?://[^/?#[:space:]]+([/?#][^[:space:]]*)?$ ]] ||
+    die "EMAIL_WEBHOOK_URL must be an http(s) URL (its value is not shown)"
+  [[ "$OVERLAY" == local || "$EMAIL_WEBHOOK_URL" == https://* ]] ||
+    die "EMAIL_WEBHOOK_URL must be https:// for $OVERLAY: the messages carry one-time tokens"
 fi
 [[ -n "$CONTEXT" ]] && export KUBE_CONTEXT="$CONTEXT"
 
@@ -209,6 +254,34 @@ database_origin() {
   fi
 }
 
+# origin_of URL: scheme://host[:port] of an http(s) URL, user info dropped, host in lower
+# case; nothing when URL is not one.
+origin_of() {
+  if [[ "$1" =~ ^(https?)://([^@/?#]*@)?([A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]+)?([/?#]|$) ]]; then
+    printf '%s://%s%s' "${BASH_REMATCH[1]}" "${BASH_REMATCH[3],,}" "${BASH_REMATCH[4]}"
+  fi
+}
+
+# The email webhook's origin for Spin's outbound allow-list (spin.toml
+# allowed_outbound_hosts = email_webhook_origin of signup, forgot and resend):
+# EMAIL_WEBHOOK_ORIGIN, else from EMAIL_WEBHOOK_URL, else from the URL in the existing
+# Secret (so a deploy without the secrets in its environment keeps delivering), else
+# nothing (the ConfigMap's https://*.invalid).
+webhook_origin() {
+  local url=""
+  if [[ -n "${EMAIL_WEBHOOK_ORIGIN:-}" ]]; then
+    printf '%s' "$EMAIL_WEBHOOK_ORIGIN"
+    return 0
+  fi
+  if [[ -n "${EMAIL_WEBHOOK_URL:-}" ]]; then
+    url="$EMAIL_WEBHOOK_URL"
+  elif ((!DRY_RUN)); then
+    url="$(kube -n "$LATCH_NAMESPACE" get secret "$SECRET_NAME" -o jsonpath='{.data.email_webhook_url}' 2>/dev/null |
+      base64 -d 2>/dev/null || true)"
+  fi
+  origin_of "$url"
+}
+
 # relative_path FROM_DIR TO: TO as seen from FROM_DIR (kustomize refuses absolute
 # resource paths). Physical paths, so symlinked temp dirs (macOS /tmp) resolve right.
 relative_path() {
@@ -225,10 +298,26 @@ relative_path() {
 write_deploy_overlay() {
   make_private_dir
   DEPLOY_DIR="$MADE_DIR"
-  local origin literals=() repo tag="" digest="" last
+  local origin hook literals=() repo tag="" digest="" last
   origin="$(database_origin)"
   [[ -n "$origin" ]] && literals+=("database_origin=$origin")
   ((EMBEDDED_DB)) && literals+=("db_type=sqlite")
+  hook="$(webhook_origin)"
+  if [[ -n "$hook" ]]; then
+    # Written into the deploy overlay's YAML: checked strictly.
+    [[ "$hook" =~ ^https?://([a-z0-9*.-]+|\[[0-9a-f:.]+\])(:[0-9]+)?$ ]] ||
+      die "the email webhook origin must be scheme://host[:port], got '$hook'"
+    [[ "$OVERLAY" == local || "$hook" == https://* ]] ||
+      die "the email webhook origin must be https:// for $OVERLAY, got '$hook'"
+    [[ "$hook" =~ :[0-9]+$ && ! "$hook" =~ :443$ ]] &&
+      warn "the email webhook listens on ${hook##*:}: k8s/base/common/networkpolicy.yaml only lets the pods reach port 443"
+    literals+=("email_webhook_origin=$hook")
+  else
+    warn "no email webhook origin (EMAIL_WEBHOOK_URL or EMAIL_WEBHOOK_ORIGIN unset, and none in the Secret):" \
+      "the components may reach no webhook; production answers 503 to account recovery"
+  fi
+  [[ -n "$PUBLIC_URL" ]] && literals+=("public_url=$PUBLIC_URL")
+  [[ -n "$REQUIRE_VERIFIED_EMAIL" ]] && literals+=("require_verified_email=$REQUIRE_VERIFIED_EMAIL")
   # registry[:port]/path[:tag][@digest]: a tag can only sit in the last path element.
   repo="${IMAGE%%@*}"
   [[ "$IMAGE" == *@* ]] && digest="${IMAGE#*@}"
@@ -327,10 +416,17 @@ secret_file() {
 }
 
 ensure_secret() {
-  local exists=0
+  local exists=0 keys
   probe kube -n "$LATCH_NAMESPACE" get secret "$SECRET_NAME" && exists=1
   if ((exists && !UPDATE_SECRET)); then
     info "Secret $SECRET_NAME exists; leaving it as it is (--update-secret replaces it)"
+    # Key names only, never values: a Secret made before the email webhook existed.
+    # shellcheck disable=SC2016 # a go-template, not a shell expansion
+    keys="$(kube -n "$LATCH_NAMESPACE" get secret "$SECRET_NAME" \
+      -o go-template='{{range $k, $v := .data}}{{$k}} {{end}}' 2>/dev/null || true)"
+    [[ " $keys " == *" email_webhook_url "* ]] ||
+      warn "Secret $SECRET_NAME has no email_webhook_url: production answers 503 to account recovery" \
+        "until it is added (--update-secret with EMAIL_WEBHOOK_URL and EMAIL_WEBHOOK_SECRET)"
     return 0
   fi
   make_private_dir
@@ -353,13 +449,30 @@ ensure_secret() {
     [[ "${DATABASE_URL:-}" == sqlitecloud://* ]] ||
       die "DATABASE_URL must be set to sqlitecloud://<host>:8860/<database>?apikey=<key> (or use --embedded-db locally)"
   fi
+  # The webhook: both or neither. The secret is whsec_ and the base64 of at least 24 bytes
+  # (the components refuse a shorter key).
+  local hook_url="${EMAIL_WEBHOOK_URL:-}" hook_secret="${EMAIL_WEBHOOK_SECRET:-}" key_bytes
+  if [[ -n "$hook_url" ]]; then
+    [[ "$hook_secret" =~ ^whsec_[A-Za-z0-9+/]+={0,2}$ ]] ||
+      die "EMAIL_WEBHOOK_SECRET must be whsec_<base64> when EMAIL_WEBHOOK_URL is set (its value is not shown)"
+    key_bytes="$(printf '%s' "${hook_secret#whsec_}" | base64 -d 2>/dev/null | wc -c)" || key_bytes=0
+    ((key_bytes >= 24)) ||
+      die "EMAIL_WEBHOOK_SECRET decodes to $key_bytes bytes; make one of 32: printf 'whsec_%s' \"\$(head -c 32 /dev/urandom | base64 -w0)\""
+  elif [[ "$OVERLAY" != local ]]; then
+    warn "EMAIL_WEBHOOK_URL is not set: no recovery or verification message can be sent," \
+      "and production answers 503 to account recovery and to a verification resend"
+  fi
   secret_file database_url "${DATABASE_URL:-}"
   secret_file signing_key "$signing_key"
   secret_file verification_keys "${VERIFICATION_KEYS:-}"
+  secret_file email_webhook_url "$hook_url"
+  secret_file email_webhook_secret "$hook_secret"
   local -a create=(kube -n "$LATCH_NAMESPACE" create secret generic "$SECRET_NAME"
     "--from-file=database_url=$SECRET_DIR/database_url"
     "--from-file=signing_key=$SECRET_DIR/signing_key"
     "--from-file=verification_keys=$SECRET_DIR/verification_keys"
+    "--from-file=email_webhook_url=$SECRET_DIR/email_webhook_url"
+    "--from-file=email_webhook_secret=$SECRET_DIR/email_webhook_secret"
     --dry-run=client -o yaml)
   local verb=creating
   ((exists)) && verb=replacing
@@ -368,7 +481,8 @@ ensure_secret() {
   # create --dry-run=client | label | apply: creates or replaces, values only ever in
   # files and pipes. What is printed names the keys, never the values.
   run_shown "kubectl -n $LATCH_NAMESPACE create secret generic $SECRET_NAME --from-file=database_url=<redacted> \
---from-file=signing_key=<redacted> --from-file=verification_keys=<redacted> --dry-run=client -o yaml \
+--from-file=signing_key=<redacted> --from-file=verification_keys=<redacted> \
+--from-file=email_webhook_url=<redacted> --from-file=email_webhook_secret=<redacted> --dry-run=client -o yaml \
 | kubectl label --local -f - app.kubernetes.io/part-of=latch -o yaml | kubectl apply -f -" \
     secret_pipeline "${create[@]}"
   # Pods read the Secret at start: a replaced one needs a restart (shown in a dry run,

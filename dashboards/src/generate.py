@@ -40,8 +40,17 @@ DUR = "traces_span_metrics_duration_milliseconds"
 # Kubelet probes (liveness /health, readiness /ready) are excluded from user-facing ratios.
 NOT_PROBES = 'http_route!~"/health|/ready"'
 SQLITE = f'{CLIENT}, db_system="sqlite"'
-SQLCLOUD = f'{CLIENT}, server_address!=""'
+# Outbound HTTP client spans are SQLite Cloud calls, except those to the email webhook
+# (recovery and verification messages): the Database dashboard's $webhook_host variable
+# names that host, and its spans are left out (empty: nothing is left out).
+SQLCLOUD = f'{CLIENT}, server_address!="", server_address!="$webhook_host"'
 AUTH = "latch_auth_events_total"
+# Account recovery and email verification (issue 13): the audit events of the flows, and
+# the one line per webhook delivery (outcome success or failure; "logged" in development,
+# where a link is printed instead of sent).
+RECOVERY_EVENTS = "recovery_requested|password_reset|verification_requested|email_verified"
+DELIVERY = 'event="email_delivery"'
+DELIVERED = f'{DELIVERY}, outcome=~"success|failure"'
 SPIN_REQ = "spin_request_count_total"
 MEM = "spin_component_memory_used_bytes"
 MEM_INIT = "spin_component_memory_used_on_init_bytes"
@@ -56,8 +65,9 @@ def by_backend(metric: str, fn: str = "rate", window: str = "$__rate_interval", 
 
     Embedded SQLite: spin_sqlite.execute client spans (db_system="sqlite").
     SQLite Cloud: outbound HTTP client spans; server_address is the database host.
-    Latch makes no other outbound calls, so every client span with a server_address
-    is a database call. Whichever backend is configured, the query returns data.
+    Latch's only other outbound call is the email webhook, whose host the dashboard's
+    $webhook_host variable excludes; every other client span with a server_address is
+    a database call. Whichever backend is configured, the query returns data.
     """
     extra = f", {extra}" if extra else ""
     return (
@@ -177,6 +187,21 @@ class Dash:
                 }
             )
         self.variables.append(v)
+
+    def textbox_var(self, name: str, label: str, description: str, default: str = "") -> None:
+        self.variables.append(
+            {
+                "name": name,
+                "label": label,
+                "description": description,
+                "type": "textbox",
+                "query": default,
+                "current": {"selected": False, "text": default, "value": default},
+                "options": [{"selected": True, "text": default, "value": default}],
+                "hide": 0,
+                "skipUrlSync": False,
+            }
+        )
 
     def _panel(self, kind, title, description, w, h, targets, unit, thresholds, ds, options, custom=None,
                overrides=None, links=None, decimals=None, min_=0, max_=None):
@@ -402,7 +427,9 @@ def overview() -> Dash:
            "{{http_response_status_code}}")],
          "reqps", stack=True)
     d.ts("Client errors (4xx) per second by status code",
-         "401 (bad credentials or token), 409 (email taken), 429 (rate limit or lock-out) and other 4xx. "
+         "400 (validation, or an invalid one-time token on /auth/password/reset and /auth/email/verify), "
+         "401 (bad credentials or token), 403 (address not verified, with require_verified_email), "
+         "409 (email taken, or already verified on resend), 429 (rate limit or lock-out) and other 4xx. "
          "A rise in 401/429 on /auth/signin is usually credential stuffing: see the Auth outcomes dashboard.",
          [(f"sum by (http_response_status_code) (rate({CALLS}{{{SERVER}, {ROUTE}, http_response_status_code=~\"4..\"}}[$__rate_interval]))",
            "{{http_response_status_code}}")],
@@ -489,6 +516,65 @@ def auth() -> Dash:
          [(f"60 * sum by (component_id) (rate({AUTH}{{{SVC}, event=~\"$event\"}}[$__rate_interval]))", "{{component_id}}")],
          "short", stack=True, w=24, h=7)
 
+    d.row("Account recovery and email verification")
+    d.stat("Recovery requests", "POST /auth/password/forgot for an existing, active account that got a recovery "
+           "token (recovery_requested success). Unknown addresses answer the same 202 and write no event.",
+           inc('event="recovery_requested", outcome="success"'), "short", decimals=0, w=5)
+    d.stat("Passwords reset", "Successful POST /auth/password/reset (password_reset success): the account's "
+           "sessions were all revoked.",
+           inc('event="password_reset", outcome="success"'), "short", decimals=0, w=5)
+    d.stat("Addresses verified", "Successful POST /auth/email/verify (email_verified success).",
+           inc('event="email_verified", outcome="success"'), "short", decimals=0, w=5)
+    d.stat("Invalid one-time tokens",
+           "Reset or verification attempts with a bad, used, expired or superseded token (outcome failure, reason "
+           "invalid_token). A steady stream from few addresses is token guessing (128 bits: hopeless, but worth a block).",
+           inc('event=~"password_reset|email_verified", outcome="failure"'), "short", [(10, "orange"), (100, "red")],
+           decimals=0, w=5)
+    d.stat("Recovery lock-outs", "Recovery or verification requests refused by the per-account or per-client "
+           "throttle (outcome denied): they still answered 202 (forgot) and sent nothing.",
+           inc(f'event=~"{RECOVERY_EVENTS}", outcome="denied"'), "short", [(1, "orange"), (50, "red")],
+           decimals=0, w=4)
+    d.ts("Recovery and verification events per minute",
+         "recovery_requested (forgot), password_reset (reset), verification_requested (resend) and email_verified "
+         "(verify), by outcome.",
+         [(f"60 * sum by (event, outcome) (rate({AUTH}{{{SVC}, event=~\"{RECOVERY_EVENTS}\"}}[$__rate_interval]))",
+           "{{event}} {{outcome}}")],
+         "short", w=12)
+    d.ts("Password reset failure ratio",
+         "Share of reset attempts refused for their token. Users who click an old link after asking twice see this; "
+         "a high ratio with many attempts is someone trying tokens.",
+         [(f"(sum(rate({AUTH}{{{SVC}, event=\"password_reset\", outcome!=\"success\"}}[$__rate_interval]))"
+           f" or 0 * sum(rate({AUTH}{{{SVC}, event=\"password_reset\"}}[$__rate_interval])))"
+           f" / sum(rate({AUTH}{{{SVC}, event=\"password_reset\"}}[$__rate_interval]))", "failed or denied")],
+         "percentunit", [(0.5, "orange")], w=12, max_=1, threshold_style="line")
+
+    d.row("Email delivery (webhook)")
+    d.stat("Messages delivered", "Recovery and verification messages the email webhook accepted (any 2xx) in the "
+           "selected time range.",
+           inc(f'{DELIVERY}, outcome="success"'), "short", decimals=0, w=6)
+    d.stat("Deliveries failed",
+           "Messages the webhook refused, or that timed out (email_webhook_timeout_ms) or could not connect. The API "
+           "answered 202 anyway; the token stays valid. LatchEmailDeliveryFailing fires above 20 % (at least 3).",
+           inc(f'{DELIVERY}, outcome="failure"'), "short", [(1, "orange"), (10, "red")], decimals=0, w=6)
+    d.ts("Deliveries per minute by outcome and component",
+         "One per message: signup (verification after sign-up), forgot (recovery), resend (verification). "
+         "logged: development without email_webhook_url, the link was printed in the runner's log, not sent.",
+         [(f"60 * sum by (component_id, outcome) (rate({AUTH}{{{SVC}, {DELIVERY}}}[$__rate_interval]))",
+           "{{component_id}} {{outcome}}")],
+         "short", w=12, stack=True)
+    d.ts("Delivery failure ratio",
+         "Failed deliveries over all deliveries (success + failure). The alert line is at 20 %.",
+         [(f"(sum(rate({AUTH}{{{SVC}, {DELIVERY}, outcome=\"failure\"}}[$__rate_interval]))"
+           f" or 0 * sum(rate({AUTH}{{{SVC}, {DELIVERED}}}[$__rate_interval])))"
+           f" / sum(rate({AUTH}{{{SVC}, {DELIVERED}}}[$__rate_interval]))", "failed")],
+         "percentunit", [(0.2, "red")], w=12, max_=1, threshold_style="line")
+    d.logs("Failed deliveries",
+           "The delivery failure lines with their reason (status code, timeout, connection error). They carry the "
+           "request id of the API call, never the token, the link or the address.",
+           '{service_name="latch"} |= "email_delivery" | json | __error__="" | event="email_delivery" '
+           '| outcome="failure" | line_format "{{.kind}} reason={{.reason}} request={{.request_id}}"',
+           h=8)
+
     d.row("Audit lines and traces")
     trace_link = [{
         "matcher": {"id": "byName", "options": "trace_id"},
@@ -521,6 +607,9 @@ def database() -> Dash:
     )
     d.ds_var("prometheus", "Metrics", "prometheus")
     d.ds_var("tempo", "Traces", "tempo")
+    d.textbox_var("webhook_host", "Email webhook host",
+                  "The host of email_webhook_url (e.g. hooks.example.net). Its outbound calls are the email "
+                  "webhook's, not the database's: the panels leave them out. Empty: every outbound call counts.")
 
     d.row("Calls")
     d.ts("Database calls per second by backend",

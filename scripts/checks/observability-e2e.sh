@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The dashboards proven against real data: starts `latch up` (embedded SQLite,
-# the real components) with its Prometheus endpoint, drives traffic through
-# every route -- successes, validation failures, a lock-out, a refresh-token
-# reuse, sessions, password change, sign-out -- then runs
-# scripts/checks/observability-live.sh, which scrapes it with a real Prometheus
-# and runs every dashboard query. Needs `target/debug/latch` and the built
-# components (scripts/test.sh builds them first).
+# the real components) with its Prometheus endpoint and an email webhook
+# receiver, drives traffic through every route -- successes, validation
+# failures, a lock-out, a refresh-token reuse, sessions, password change,
+# sign-out, account recovery and email verification with delivered and failed
+# messages -- then runs scripts/checks/observability-live.sh, which scrapes it
+# with a real Prometheus and runs every dashboard query. Needs
+# `target/debug/latch` and the built components (scripts/test.sh builds them
+# first).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
@@ -14,8 +16,11 @@ latch=${LATCH_BIN:-target/debug/latch}
 
 work=$(mktemp -d)
 latch_pid=""
+hook_pid=""
 cleanup() {
   [ -n "$latch_pid" ] && kill "$latch_pid" 2>/dev/null && wait "$latch_pid" 2>/dev/null
+  # The receiver dies of the signal (status 143): not a failure of this script.
+  [ -n "$hook_pid" ] && kill "$hook_pid" 2>/dev/null && { wait "$hook_pid" 2>/dev/null || true; }
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -23,6 +28,32 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 metrics_port=$(free_port)
+hook_port=$(free_port)
+
+# The email webhook receiver: keeps each message's body (one JSON line) and answers
+# 204, or 500 for addresses starting with "bounce", so that both delivery outcomes
+# happen. It does not check signatures (the API tests do, crates/e2e).
+python3 - "$hook_port" "$work/messages.jsonl" <<'PY' >"$work/hook.log" 2>&1 &
+import http.server, json, sys
+port, out = int(sys.argv[1]), sys.argv[2]
+class Hook(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        to = json.loads(body).get("data", {}).get("to", "")
+        with open(out, "ab") as f:
+            f.write(body.replace(b"\n", b"") + b"\n")
+        self.send_response(500 if to.startswith("bounce") else 204)
+        self.send_header("content-length", "0")
+        self.end_headers()
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Hook).serve_forever()
+PY
+hook_pid=$!
+: >"$work/messages.jsonl"
+export SPIN_VARIABLE_EMAIL_WEBHOOK_URL="http://127.0.0.1:$hook_port/hook"
+export SPIN_VARIABLE_EMAIL_WEBHOOK_ORIGIN="http://127.0.0.1:$hook_port"
+SPIN_VARIABLE_EMAIL_WEBHOOK_SECRET="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
+export SPIN_VARIABLE_EMAIL_WEBHOOK_SECRET
+
 SPIN_VARIABLE_COOKIE_SECURE=false RUST_LOG=warn "$latch" --log-format json up \
   --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" \
   --data-dir "$work/data" --cache-dir target/e2e-cache --no-watch >"$work/latch.log" 2>&1 &
@@ -36,6 +67,22 @@ done
 
 json=(-H 'content-type: application/json')
 call() { curl -s -o /dev/null -w '%{http_code} ' "$@"; }
+# token KIND EMAIL: the token of the newest message of that kind to that address, once
+# the webhook has it (messages leave after the answer).
+token() {
+  python3 - "$work/messages.jsonl" "$1" "$2" <<'PY'
+import json, sys, time
+path, kind, to = sys.argv[1:]
+for _ in range(150):
+    found = [m["data"]["token"] for m in map(json.loads, open(path).read().splitlines())
+             if m["data"]["kind"] == kind and m["data"]["to"] == to]
+    if found:
+        print(found[-1])
+        sys.exit(0)
+    time.sleep(0.1)
+sys.exit(f"no {kind} message to {to} reached the webhook in 15 s")
+PY
+}
 echo "driving traffic through every route:" >&2
 {
   call "$base/health"; call "$base/ready"; call "$base/.well-known/jwks.json"
@@ -62,6 +109,27 @@ echo "driving traffic through every route:" >&2
   call -b "$work/a" -X POST "$base/auth/signout"
   call "$base/user/profile"
   call "$base/no/such/route"
+
+  # Account recovery and email verification. Sign-up sent each account a verification
+  # message; bounce@ gets 500 from the receiver (failed deliveries).
+  call -X POST "$base/auth/signup" "${json[@]}" -d '{"email":"bounce@example.com","password":"correct horse battery","fullName":"Bo Unce"}'
+  call -X POST "$base/auth/email/verify" "${json[@]}" -d "{\"token\":\"$(token verification obs@example.com)\"}"
+  call -X POST "$base/auth/email/verify" "${json[@]}" -d '{"token":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}'
+  call -X POST "$base/auth/password/forgot" "${json[@]}" -d '{"email":"obs@example.com"}'
+  call -X POST "$base/auth/password/forgot" "${json[@]}" -d '{"email":"nobody@example.com"}'
+  call -X POST "$base/auth/password/forgot" "${json[@]}" -d '{"email":"bad"}'
+  recovery=$(token recovery obs@example.com)
+  call -X POST "$base/auth/password/reset" "${json[@]}" -d "{\"token\":\"$recovery\",\"newPassword\":\"a third good phrase\"}"
+  call -X POST "$base/auth/password/reset" "${json[@]}" -d "{\"token\":\"$recovery\",\"newPassword\":\"a fourth good phrase\"}"
+  call -c "$work/d" -X POST "$base/auth/signin" "${json[@]}" -d '{"email":"bounce@example.com","password":"correct horse battery"}'
+  call -b "$work/d" -X POST "$base/auth/email/verify/resend"
+  call -X POST "$base/auth/email/verify/resend"
+  # Past the per-account recovery throttle (5 an hour): the sixth is denied, still 202.
+  for _ in 1 2 3 4 5 6; do
+    call -X POST "$base/auth/password/forgot" "${json[@]}" -d '{"email":"victim@example.com"}'
+  done
+  # Let the last deliveries finish (they run after the answers).
+  sleep 2
 } >&2
 echo >&2
 

@@ -48,8 +48,13 @@ BUILTIN_VARS = {
 }
 
 EVENTS = {"signup", "signin", "refresh", "refresh_reuse_detected", "signout", "password_change", "lockout",
-          "session_revoked"}
-OUTCOMES = {"success", "failure", "denied"}
+          "session_revoked",
+          # account recovery and email verification (issue 13)
+          "recovery_requested", "password_reset", "verification_requested", "email_verified",
+          # one line per email webhook delivery
+          "email_delivery"}
+# "logged": an email_delivery in development without a webhook URL (the link was printed).
+OUTCOMES = {"success", "failure", "denied", "logged"}
 # Labels added by a query (label_replace) rather than stored.
 SYNTHETIC_LABELS = {"backend", "component"}
 KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left",
