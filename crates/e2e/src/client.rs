@@ -20,8 +20,10 @@ pub(crate) type Secrets = Arc<Mutex<BTreeSet<String>>>;
 /// made of letters only are not kept either.
 const MIN_SECRET_LEN: usize = 8;
 /// JSON members that carry secrets, in requests and in answers.
-const SECRET_MEMBERS: [&str; 6] = [
+const SECRET_MEMBERS: [&str; 7] = [
     "email",
+    // Recovery and verification tokens (POST /auth/password/reset, /auth/email/verify).
+    "token",
     "password",
     "currentPassword",
     "newPassword",

@@ -41,7 +41,7 @@ pub fn throttle_key_for_email(email: &str) -> String {
 /// The data invariants no request, failed or not, may break. Returns a
 /// description of each violation (empty when all hold).
 pub fn invariant_violations(conn: &Connection) -> Vec<String> {
-    let checks: [(&str, &str); 9] = [
+    let checks: [(&str, &str); 15] = [
         (
             "a user without a role",
             "SELECT count(*) FROM users u WHERE NOT EXISTS \
@@ -84,6 +84,41 @@ pub fn invariant_violations(conn: &Connection) -> Vec<String> {
             "a successful sign-in recorded without its session",
             "SELECT count(*) FROM audit_events a WHERE a.event = 'signin' AND a.outcome = 'success' \
              AND NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = a.session_id)",
+        ),
+        // One-time tokens (recovery and verification links).
+        (
+            "a one-time token without its user",
+            "SELECT count(*) FROM one_time_tokens t WHERE NOT EXISTS \
+             (SELECT 1 FROM users u WHERE u.id = t.user_id)",
+        ),
+        (
+            "a one-time token that expires before it is created",
+            "SELECT count(*) FROM one_time_tokens WHERE expires_at <= created_at",
+        ),
+        (
+            // Issuing a token deletes the user's others of its purpose, in the same write.
+            "two unused one-time tokens of one user and purpose",
+            "SELECT count(*) FROM (SELECT user_id, purpose FROM one_time_tokens \
+             WHERE used_at IS NULL GROUP BY user_id, purpose HAVING count(*) > 1)",
+        ),
+        (
+            // Verifying sets email_verified_at and consumes the token in one write.
+            "a used verification token whose user is not verified",
+            "SELECT count(*) FROM one_time_tokens t JOIN users u ON u.id = t.user_id \
+             WHERE t.purpose = 'verification' AND t.used_at IS NOT NULL AND u.email_verified_at IS NULL",
+        ),
+        (
+            // A reset revokes every session, consumes the token and audits, in one write.
+            "a used recovery token whose user kept a session from before the reset",
+            "SELECT count(*) FROM one_time_tokens t JOIN sessions s ON s.user_id = t.user_id \
+             WHERE t.purpose = 'recovery' AND t.used_at IS NOT NULL AND s.created_at < t.used_at \
+             AND s.revoked_at IS NULL AND s.expires_at > t.used_at",
+        ),
+        (
+            "a used recovery token without its password_reset audit event",
+            "SELECT count(*) FROM one_time_tokens t WHERE t.purpose = 'recovery' \
+             AND t.used_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_events a \
+             WHERE a.event = 'password_reset' AND a.outcome = 'success' AND a.user_id = t.user_id)",
         ),
     ];
     checks

@@ -27,12 +27,16 @@
 //!   security headers, throttling by client address, races, audit, logs;
 //! - `round_trips.rs`: database round trips per route (SQLite Cloud);
 //! - `faults.rs`: every fault on every database request of every route;
-//! - `enumeration_timing.rs`: sign-in timing, alone in its file.
+//! - `enumeration_timing.rs`: sign-in timing, alone in its file;
+//! - `recovery.rs`: account recovery and email verification, with a
+//!   [`WebhookReceiver`] checking every message's signature;
+//! - `recovery_timing.rs`: forgot's timing for known and unknown
+//!   addresses, alone in its file.
 //!
 //! Cases of `routes.rs` and `cross_cutting.rs` are written once and run on
 //! both backends ([`both_backends!`]). Every [`Service`] also checks, when
 //! dropped, that its log holds none of the passwords, emails and tokens its
-//! client sent or received.
+//! client sent or received, nor the tokens and secret of its email webhook.
 //!
 //! The harness panics with a message saying what failed (a test harness has
 //! nobody to return an error to); it never leaves a process behind: every
@@ -43,6 +47,7 @@
 mod client;
 mod data;
 mod process;
+mod webhook;
 
 pub use client::{
     Call, KeptAlive, RawReply, Reply, SetCookie, assert_problem, assert_security_headers,
@@ -52,6 +57,7 @@ pub use process::{
     Options, Runtime, STANDIN_API_KEY, Service, StandIn, Stream, latch_binary, repo_root, runtime,
     tokens_of,
 };
+pub use webhook::{Answer, Message, WEBHOOK_PATH, WebhookReceiver};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

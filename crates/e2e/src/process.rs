@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::client::{Call, Client, Reply, Secrets, raw_exchange};
+use crate::webhook::{ReceiverLink, WebhookReceiver, secret_forms};
 use crate::{Account, Backend, Tokens, unique_email, unique_password};
 
 /// How long `latch up` may take to listen. Long, because the first start
@@ -466,6 +467,7 @@ pub struct Options {
     backend: Backend,
     vars: Vec<(String, String)>,
     no_migrate: bool,
+    webhooks: Vec<ReceiverLink>,
 }
 
 impl Options {
@@ -475,6 +477,7 @@ impl Options {
             backend,
             vars: Vec::new(),
             no_migrate: false,
+            webhooks: Vec::new(),
         }
     }
 
@@ -495,6 +498,21 @@ impl Options {
     /// `environment = production` and no signing key.
     pub fn production_without_key(self) -> Options {
         self.var("environment", "production")
+    }
+
+    /// Sends the email webhook to `receiver`: `email_webhook_url`,
+    /// `email_webhook_secret` (its secret) and `email_webhook_origin`. The
+    /// tokens it receives join what the service's log must not hold.
+    pub fn webhook(mut self, receiver: &WebhookReceiver) -> Options {
+        self.webhooks.push(receiver.link());
+        self.var("email_webhook_url", &receiver.url())
+            .var("email_webhook_secret", receiver.secret())
+            .var("email_webhook_origin", &receiver.origin())
+    }
+
+    /// `require_verified_email = true`: sign-in refuses unverified addresses.
+    pub fn require_verified_email(self) -> Options {
+        self.var("require_verified_email", "true")
     }
 
     /// Starts without applying migrations (`--no-migrate`; for SQLite
@@ -637,6 +655,12 @@ impl Service {
         let secrets = Secrets::default();
         if standin.is_some() {
             lock_secrets(&secrets).insert(STANDIN_API_KEY.to_string());
+        }
+        if let Some(secret) = options.value("email_webhook_secret") {
+            lock_secrets(&secrets).extend(secret_forms(secret));
+        }
+        for receiver in &options.webhooks {
+            receiver.attach(&secrets);
         }
         let service = Service {
             guard,

@@ -20,8 +20,8 @@
 use std::time::{Duration, Instant};
 
 use latch_e2e::{
-    Account, Backend, Options, Reply, Service, Tokens, assert_problem, invariant_violations,
-    session_id_of, unique_email, unique_password,
+    Account, Backend, Options, Reply, Service, Tokens, WebhookReceiver, assert_problem,
+    invariant_violations, session_id_of, unique_email, unique_password,
 };
 use serde_json::json;
 
@@ -70,9 +70,16 @@ enum Step {
     ProfileGet,
     ProfilePut,
     Ready,
+    Forgot,
+    Reset,
+    Verify,
+    Resend,
 }
 
-const STEPS: [(Step, u64); 11] = [
+/// How long a webhook message may take to arrive while preparing a step.
+const MESSAGE_WAIT: Duration = Duration::from_secs(15);
+
+const STEPS: [(Step, u64); 15] = [
     (Step::Signup, 1),
     (Step::SigninOk, 2),
     (Step::SigninWrongPassword, 2),
@@ -84,6 +91,10 @@ const STEPS: [(Step, u64); 11] = [
     (Step::ProfileGet, 1),
     (Step::ProfilePut, 1),
     (Step::Ready, 1),
+    (Step::Forgot, 1),
+    (Step::Reset, 1),
+    (Step::Verify, 1),
+    (Step::Resend, 1),
 ];
 
 /// What a step needs, made while no fault is pending.
@@ -93,6 +104,8 @@ struct Prepared {
     account: Option<Account>,
     tokens: Option<Tokens>,
     other_session: Option<String>,
+    /// A recovery (Reset) or verification (Verify) token from the webhook.
+    one_time: Option<String>,
 }
 
 impl Prepared {
@@ -102,6 +115,7 @@ impl Prepared {
             secrets.push(tokens.access.clone());
             secrets.push(tokens.refresh.clone());
         }
+        secrets.extend(self.one_time.clone());
         secrets
     }
 
@@ -114,13 +128,14 @@ impl Prepared {
     }
 }
 
-fn prepare(svc: &Service, step: Step) -> Prepared {
+fn prepare(svc: &Service, receiver: &WebhookReceiver, step: Step) -> Prepared {
     let mut prepared = Prepared {
         email: unique_email("fault"),
         password: unique_password(),
         account: None,
         tokens: None,
         other_session: None,
+        one_time: None,
     };
     if matches!(step, Step::Signup | Step::Ready) {
         return prepared;
@@ -128,7 +143,25 @@ fn prepare(svc: &Service, step: Step) -> Prepared {
     let account = svc.create_account();
     prepared.email = account.email.clone();
     prepared.password = account.password.clone();
-    if !matches!(step, Step::SigninOk | Step::SigninWrongPassword) {
+    match step {
+        Step::Verify => {
+            let message = receiver.wait_for("verification", &account.email, MESSAGE_WAIT);
+            prepared.one_time = Some(message.token().to_string());
+        }
+        Step::Reset => {
+            svc.post("/auth/password/forgot")
+                .json(&json!({"email": account.email}))
+                .send()
+                .expect_status(202);
+            let message = receiver.wait_for("recovery", &account.email, MESSAGE_WAIT);
+            prepared.one_time = Some(message.token().to_string());
+        }
+        _ => {}
+    }
+    if !matches!(
+        step,
+        Step::SigninOk | Step::SigninWrongPassword | Step::Forgot | Step::Reset | Step::Verify
+    ) {
         prepared.tokens = Some(svc.sign_in(&account));
     }
     if matches!(step, Step::SessionRevoke) {
@@ -173,6 +206,24 @@ fn perform(svc: &Service, step: Step, p: &Prepared) -> Reply {
             .json(&json!({"fullName": "Changed Name"}))
             .send(),
         Step::Ready => svc.get("/ready").send(),
+        Step::Forgot => svc
+            .post("/auth/password/forgot")
+            .json(&json!({"email": p.email}))
+            .send(),
+        Step::Reset => svc
+            .post("/auth/password/reset")
+            .json(
+                &json!({"token": p.one_time.as_deref().unwrap(), "newPassword": unique_password()}),
+            )
+            .send(),
+        Step::Verify => svc
+            .post("/auth/email/verify")
+            .json(&json!({"token": p.one_time.as_deref().unwrap()}))
+            .send(),
+        Step::Resend => svc
+            .post("/auth/email/verify/resend")
+            .access_cookie(&p.tokens().access)
+            .send(),
     }
 }
 
@@ -182,17 +233,22 @@ fn success_status(step: Step) -> u16 {
         Step::Signup => 201,
         Step::SigninWrongPassword => 401,
         Step::SessionRevoke => 204,
+        Step::Forgot | Step::Resend => 202,
         _ => 200,
     }
 }
 
-fn start(fault: Fault) -> Service {
-    let options = Options::new(Backend::Cloud).production();
-    match fault {
+/// The service under `fault`, sending its email webhook to a receiver
+/// (production refuses recovery and verification without one).
+fn start(fault: Fault) -> (WebhookReceiver, Service) {
+    let receiver = WebhookReceiver::start();
+    let options = Options::new(Backend::Cloud).production().webhook(&receiver);
+    let svc = match fault {
         Fault::Timeout => options.var("database_timeout_ms", &TIMEOUT_MS.to_string()),
         _ => options,
     }
-    .start()
+    .start();
+    (receiver, svc)
 }
 
 /// What is wrong with a faulted answer (empty when it is right).
@@ -221,7 +277,7 @@ fn check_unavailable(reply: &Reply) -> Vec<String> {
 }
 
 fn run(fault: Fault) {
-    let svc = start(fault);
+    let (receiver, svc) = start(fault);
     let standin = svc.standin();
     let mut failures: Vec<String> = Vec::new();
     let mut secrets: Vec<String> = vec![latch_e2e::STANDIN_API_KEY.to_string()];
@@ -231,7 +287,7 @@ fn run(fault: Fault) {
         for k in 1..=requests {
             cases += 1;
             let case = format!("{fault:?} on request {k}/{requests} of {step:?}");
-            let prepared = prepare(&svc, step);
+            let prepared = prepare(&svc, &receiver, step);
             secrets.extend(prepared.secrets());
             standin.clear_faults();
             standin.add_faults(&fault.spec(k - 1));
@@ -259,7 +315,7 @@ fn run(fault: Fault) {
                 }
             }
             // The service keeps serving: the same call succeeds now.
-            let again = prepare(&svc, step);
+            let again = prepare(&svc, &receiver, step);
             secrets.extend(again.secrets());
             let reply = perform(&svc, step, &again);
             if reply.status != success_status(step) {
@@ -358,7 +414,7 @@ fn no_answer_within_the_timeout() {
 /// answers 503 (liveness stays 200), and all recover once it is back.
 #[test]
 fn ready_reports_a_sustained_outage_and_everything_recovers() {
-    let svc = start(Fault::Status(503));
+    let (_receiver, svc) = start(Fault::Status(503));
     let account = svc.create_account();
     let tokens = svc.sign_in(&account);
     let standin = svc.standin();
@@ -378,6 +434,9 @@ fn ready_reports_a_sustained_outage_and_everything_recovers() {
         svc.signin(&account.email, &account.password),
         svc.refresh(&tokens.refresh),
         svc.profile(&tokens.access),
+        svc.post("/auth/password/forgot")
+            .json(&json!({"email": account.email}))
+            .send(),
     ] {
         assert!(check_unavailable(&reply).is_empty(), "{reply}");
     }

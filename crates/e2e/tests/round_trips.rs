@@ -7,10 +7,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::time::Duration;
+
 use latch_e2e::{
-    Backend, Options, Reply, Service, session_id_of, tokens_of, unique_email, unique_password,
+    Backend, Options, Reply, Service, WebhookReceiver, session_id_of, tokens_of, unique_email,
+    unique_password,
 };
 use serde_json::json;
+
+/// How long a webhook message may take to arrive.
+const WAIT: Duration = Duration::from_secs(15);
 
 struct Row {
     route: &'static str,
@@ -57,7 +63,11 @@ impl Meter<'_> {
 
 #[test]
 fn round_trips_per_route_match_the_store() {
-    let svc = Options::new(Backend::Cloud).production().start();
+    let receiver = WebhookReceiver::start();
+    let svc = Options::new(Backend::Cloud)
+        .production()
+        .webhook(&receiver)
+        .start();
     let mut m = Meter {
         svc: &svc,
         mode: "production",
@@ -178,6 +188,104 @@ fn round_trips_per_route_match_the_store() {
         svc.signin(&email, &new_password)
     });
 
+    // Recovery and verification (issue 13); messages go to the receiver
+    // after the answer, so they add no round trip.
+    let email = unique_email("rtrcv");
+    svc.signup(&email, &password, "Round Trip Recovery")
+        .expect_status(201);
+    let first_verification = receiver.wait_for("verification", &email, WAIT);
+    let forgot = |address: &str| {
+        svc.post("/auth/password/forgot")
+            .json(&json!({ "email": address }))
+            .send()
+    };
+    m.measure(
+        "POST /auth/password/forgot",
+        "known address",
+        1,
+        202,
+        || forgot(&email),
+    );
+    let recovery = receiver.wait_for("recovery", &email, WAIT);
+    m.measure(
+        "POST /auth/password/forgot",
+        "unknown address",
+        1,
+        202,
+        || forgot(&unique_email("nobody")),
+    );
+    m.measure(
+        "POST /auth/password/forgot",
+        "invalid fields",
+        0,
+        400,
+        || svc.post("/auth/password/forgot").json(&json!({})).send(),
+    );
+    let reset = |token: &str, new_password: &str| {
+        svc.post("/auth/password/reset")
+            .json(&json!({ "token": token, "newPassword": new_password }))
+            .send()
+    };
+    m.measure(
+        "POST /auth/password/reset",
+        "invalid fields",
+        0,
+        400,
+        || {
+            svc.post("/auth/password/reset")
+                .json(&json!({ "token": recovery.token() }))
+                .send()
+        },
+    );
+    let reset_password = unique_password();
+    m.measure("POST /auth/password/reset", "reset", 1, 200, || {
+        reset(recovery.token(), &reset_password)
+    });
+    m.measure("POST /auth/password/reset", "used token", 1, 400, || {
+        reset(recovery.token(), &unique_password())
+    });
+    let tokens = tokens_of(&svc.signin(&email, &reset_password));
+    let resend = |access: &str| {
+        svc.post("/auth/email/verify/resend")
+            .access_cookie(access)
+            .send()
+    };
+    m.measure("POST /auth/email/verify/resend", "sent", 1, 202, || {
+        resend(&tokens.access)
+    });
+    let second_verification = receiver
+        .wait_for_count("verification", &email, 2, WAIT)
+        .pop()
+        .unwrap();
+    let verify = |token: &str| {
+        svc.post("/auth/email/verify")
+            .json(&json!({ "token": token }))
+            .send()
+    };
+    m.measure("POST /auth/email/verify", "invalid fields", 0, 400, || {
+        svc.post("/auth/email/verify").json(&json!({})).send()
+    });
+    m.measure(
+        "POST /auth/email/verify",
+        "superseded token",
+        1,
+        400,
+        || verify(first_verification.token()),
+    );
+    m.measure("POST /auth/email/verify", "verified", 1, 200, || {
+        verify(second_verification.token())
+    });
+    m.measure(
+        "POST /auth/email/verify/resend",
+        "already verified",
+        1,
+        409,
+        || resend(&tokens.access),
+    );
+    m.measure("POST /auth/email/verify/resend", "no token", 0, 401, || {
+        svc.post("/auth/email/verify/resend").send()
+    });
+
     // Development mode: no signing_key, the key lives in the database and
     // is read (and once stored) by every route that signs or verifies.
     let dev = Options::new(Backend::Cloud).start();
@@ -203,6 +311,11 @@ fn round_trips_per_route_match_the_store() {
     });
     d.measure("POST /auth/refresh", "rotated", 2, 200, || {
         dev.refresh(&tokens.refresh)
+    });
+    d.measure("POST /auth/email/verify/resend", "sent", 2, 202, || {
+        dev.post("/auth/email/verify/resend")
+            .access_cookie(&tokens.access)
+            .send()
     });
     d.measure(
         "GET /.well-known/jwks.json",
