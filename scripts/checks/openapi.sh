@@ -4,12 +4,15 @@
 #
 #   1. docs/openapi.yaml is a valid OpenAPI 3.1 document (openapi-spec-validator)
 #   2. three `latch up` instances on free loopback ports, each with its own empty
-#      database: development with cookie_secure=false; production (behind_tls=true) with a
-#      signing key, an older verification key and tokens_in_body=true; production without a signing key
+#      database: development with cookie_secure=false (no email webhook: the recovery and
+#      verification links land in its log); production (behind_tls=true) with a signing
+#      key, an older verification key, tokens_in_body=true, require_verified_email=true and
+#      an email webhook that the flow receives; production without a signing key or webhook
 #   3. a scripted flow through every route and every error case a client can cause
 #      (scripts/checks/openapi_flow.py): each response's status must be documented for
 #      its operation, and its content type, required headers and body must match;
-#      cookies, security headers, problem members and token signatures are checked too
+#      cookies, security headers, problem members and token signatures are checked too,
+#      and every webhook delivery's Standard Webhooks signature
 #   4. schemathesis against the development instance, authenticated with a fresh access
 #      token, with a fixed seed and a bounded number of examples per operation
 #
@@ -186,20 +189,23 @@ wait_healthy() {
 
 start_instances() {
   INSTANCE_PIDS=() INSTANCE_NAMES=() INSTANCE_URLS=() HEALTHY=0
-  # A signing key and an older, still-accepted public key, made for this run only.
+  # A signing key and an older, still-accepted public key, and the email webhook's
+  # secret, made for this run only.
   local keys signing verification
   keys="$("$VENV/bin/python" - <<'PY'
-import base64
+import base64, os
 from cryptography.hazmat.primitives import serialization as s
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 current, previous = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 seed = current.private_bytes(s.Encoding.Raw, s.PrivateFormat.Raw, s.NoEncryption())
 public = previous.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)
-print(f"current:{b64(seed)} previous:{b64(public)}")
+print(f"current:{b64(seed)} previous:{b64(public)} whsec_{base64.b64encode(os.urandom(32)).decode()}")
 PY
 )" || return 1
-  read -r signing verification <<<"$keys"
+  read -r signing verification WEBHOOK_SECRET <<<"$keys"
+  # The flow receives the production instance's email webhook on this port.
+  WEBHOOK_PORT="$(free_port)"
   mkdir -p "$LATCH_ROOT/target/e2e-cache"
   # The first instance fills the compiled-component cache (on a cold cache that is the
   # slow part); the other two then load from it instead of compiling the same again.
@@ -208,7 +214,10 @@ PY
   wait_healthy || return 1
   start_instance prod SPIN_VARIABLE_ENVIRONMENT=production SPIN_VARIABLE_SIGNING_KEY="$signing" \
     SPIN_VARIABLE_VERIFICATION_KEYS="$verification" SPIN_VARIABLE_TOKENS_IN_BODY=true \
-    SPIN_VARIABLE_BEHIND_TLS=true
+    SPIN_VARIABLE_BEHIND_TLS=true SPIN_VARIABLE_REQUIRE_VERIFIED_EMAIL=true \
+    SPIN_VARIABLE_EMAIL_WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/webhook" \
+    SPIN_VARIABLE_EMAIL_WEBHOOK_ORIGIN="http://127.0.0.1:$WEBHOOK_PORT" \
+    SPIN_VARIABLE_EMAIL_WEBHOOK_SECRET="$WEBHOOK_SECRET" SPIN_VARIABLE_PUBLIC_URL=https://app.example.test
   PROD_URL="$BASE_URL"
   start_instance nokey SPIN_VARIABLE_ENVIRONMENT=production SPIN_VARIABLE_BEHIND_TLS=true
   NOKEY_URL="$BASE_URL"
@@ -226,6 +235,7 @@ run_flow() {
   local status
   "$VENV/bin/python" "$SCRIPT_DIR/openapi_flow.py" --spec "$SPEC" --dev "$DEV_URL" --prod "$PROD_URL" \
     --prod-kids current,previous --nokey "$NOKEY_URL" --tokens-out "$WORK_DIR/tokens.json" \
+    --dev-log "$WORK_DIR/dev/latch.log" --webhook-port "$WEBHOOK_PORT" --webhook-secret "$WEBHOOK_SECRET" \
     >"$WORK_DIR/flow.log" 2>&1 && status=0 || status=$?
   # The requests themselves are in flow.log; the verdict and every failure here.
   sed -n '/^ *FAIL /p; /documented (operation, status) pairs/,$p' "$WORK_DIR/flow.log"
@@ -281,16 +291,20 @@ step "start three latch up instances (dev, prod with tokens in body, prod withou
 if ((INSTANCES_UP)); then
   step "scripted flow: every route and error case against the spec" run_flow
   # Each pass with a token of its own session; the operations that end the session last.
+  # The production instance's webhook receiver ends with the flow: its deliveries during
+  # schemathesis fail after the answers are out, which changes none of them.
   step "schemathesis (dev): every operation but sign-out and session revocation" schemathesis_pass \
     dev "$DEV_URL" "Authorization: Bearer $(token dev_access)" \
-    signUp signIn changePassword listSessions getProfile updateProfile getJwks health ready
+    signUp signIn changePassword listSessions getProfile updateProfile getJwks health ready \
+    forgotPassword resetPassword verifyEmail resendVerification
   step "schemathesis (dev): refresh with a live refresh token" schemathesis_pass \
     dev-refresh "$DEV_URL" "Cookie: refreshToken=$(token dev_refresh)" refresh
   step "schemathesis (dev): session revocation and sign-out" schemathesis_pass \
     dev-ending "$DEV_URL" "Authorization: Bearer $(token dev_access)" revokeSession signOut
   step "schemathesis (prod, tokens in body): every operation but sign-out and session revocation" \
     schemathesis_pass prod "$PROD_URL" "Authorization: Bearer $(token prod_access)" \
-    signUp signIn refresh changePassword listSessions getProfile updateProfile getJwks health ready
+    signUp signIn refresh changePassword listSessions getProfile updateProfile getJwks health ready \
+    forgotPassword resetPassword verifyEmail resendVerification
 fi
 
 if [[ "$WORK_DIR" == "${MADE_DIR:-}" ]]; then

@@ -5,12 +5,19 @@ response against docs/openapi.yaml (scripts/checks/openapi.sh runs it).
 Three instances, started by openapi.sh:
   --dev   development, cookie_secure=false, tokens in cookies only: every route and every
           error case a client can cause (validation, duplicates, lock-outs, reuse, 405,
-          413, 415, malformed JSON, runtime 404 ...)
+          413, 415, malformed JSON, runtime 404 ...). It has no email webhook, so with
+          --dev-log the recovery and verification links are read from its log (where
+          development writes them): forgot, reset, verify and resend end to end,
+          superseded, reused and racing tokens, the throttles
   --prod  production with a signing key and an older verification key, tokens_in_body=true,
           Secure cookies, behind_tls=true (HSTS): body tokens, refresh through a JSON body,
-          two JWKS keys
-  --nokey production without a signing key, behind_tls=true: the 503 answers and the
-          not-ready probe
+          two JWKS keys. With --webhook-port/--webhook-secret it also has
+          require_verified_email=true and an email webhook received here: each delivery's
+          Standard Webhooks signature and timestamp are checked with the standard library
+          (not the sending code), the message against the contract, then sign-in's 403,
+          verification and recovery with the delivered tokens
+  --nokey production without a signing key or email webhook, behind_tls=true: the 503
+          answers and the not-ready probe
 
 Each response is validated with openapi-core (status documented for the operation,
 content type, required headers, body schema); a method a route does not answer is
@@ -19,15 +26,18 @@ answer of a route is checked for what JSON Schema cannot say: the problem's old-
 members equal their RFC 9457 twins, `instance` is the path, `requestId` is the
 X-Request-Id header, the fixed security headers, HSTS and the cookies' `Secure` exactly
 when the deployment's cookies are Secure, each Set-Cookie's attributes, that access
-tokens verify with the published JWKS, and that racing sign-ups or password changes have
-exactly one winner. Exit status 1 on any failure.
+tokens verify with the published JWKS, and that racing sign-ups, password changes or
+password resets have exactly one winner. Exit status 1 on any failure.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import calendar
 import copy
+import hashlib
+import hmac
 import json
 import re
 import sys
@@ -36,6 +46,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import requests
@@ -61,6 +72,9 @@ COOKIE_RE = re.compile(
 )
 PASSWORD = "correct horse battery staple 7"
 NEW_PASSWORD = "a brand new passphrase 42"
+# public_url of the instances: the default on dev, this on prod (openapi.sh sets it).
+DEV_PUBLIC_URL = "http://localhost:3000"
+PROD_PUBLIC_URL = "https://app.example.test"
 
 
 _PRINT = threading.Lock()
@@ -303,7 +317,9 @@ class Checker:
                 self.report.fail(label, f"cookie {name} has Max-Age={max_age}, expected {lifetimes[name]}")
         return {name: value for name, (value, _) in found.items()}
 
-    def check_access_token(self, label: str, token: str, jwks: dict, user_id: str, ttl: int = 900) -> dict:
+    def check_access_token(
+        self, label: str, token: str, jwks: dict, user_id: str, ttl: int = 900, verified: bool | None = None
+    ) -> dict:
         try:
             head_b64, claims_b64, sig_b64 = token.split(".")
             header = json.loads(b64url_decode(head_b64))
@@ -324,14 +340,189 @@ class Checker:
             )
         except (InvalidSignature, ValueError):
             self.report.fail(label, "the access token does not verify with its JWKS key")
-        expected = {"iss", "aud", "sub", "sid", "roles", "iat", "exp", "typ"}
+        expected = {"iss", "aud", "sub", "sid", "roles", "email_verified", "iat", "exp", "typ"}
         if set(claims) != expected:
             self.report.fail(label, f"access token claims {sorted(claims)}, expected {sorted(expected)}")
+        if not isinstance(claims.get("email_verified"), bool):
+            self.report.fail(label, "access token claim email_verified is not a boolean")
+        elif verified is not None and claims["email_verified"] is not verified:
+            self.report.fail(label, f"access token claim email_verified is {claims['email_verified']}, expected {verified}")
         if claims.get("typ") != "access" or claims.get("sub") != user_id or claims.get("roles") != ["user"]:
             self.report.fail(label, f"unexpected access token claims {claims}")
         if claims.get("exp", 0) - claims.get("iat", 0) != ttl:
             self.report.fail(label, "access token lifetime is not the configured one")
         return claims
+
+
+# --------------------------------------------------------------------- email messages
+
+TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{43}$")
+RFC3339_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z$")
+LINK_PATHS = {"recovery": "/reset-password", "verification": "/verify-email"}
+# What forgot answers, whatever the address (the contract: one body for all).
+FORGOT_MESSAGE = "If an account exists for this address, a recovery link is on its way"
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def new_request_id(tag: str) -> str:
+    return f"flow-{tag}-{uuid.uuid4().hex[:12]}"
+
+
+class WebhookReceiver:
+    """The email webhook of the production instance: a Standard Webhooks receiver on
+    loopback that checks every delivery on its own (standard library HMAC-SHA256 over
+    `<webhook-id>.<webhook-timestamp>.<body>` with the secret's key, the id's form, a
+    timestamp within 5 minutes), answers 204 or 401, and keeps what it accepted and why
+    it refused the rest."""
+
+    TOLERANCE = 300
+
+    def __init__(self, port: int, secret: str) -> None:
+        self.key = base64.b64decode(secret.removeprefix("whsec_"))
+        self.accepted: list[dict] = []
+        self.refused: list[str] = []
+        self.changed = threading.Condition()
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("content-length") or 0))
+                reason = receiver.check(self.headers, body)
+                with receiver.changed:
+                    if reason is None:
+                        receiver.accepted.append(json.loads(body))
+                    else:
+                        receiver.refused.append(reason)
+                    receiver.changed.notify_all()
+                self.send_response(204 if reason is None else 401)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def check(self, headers: Any, body: bytes) -> str | None:
+        msg_id = headers.get("webhook-id", "")
+        timestamp = headers.get("webhook-timestamp", "")
+        signatures = headers.get("webhook-signature", "")
+        if not re.fullmatch(r"msg_[A-Za-z0-9_-]{22}", msg_id):
+            return f"webhook-id {msg_id[:40]!r} is not msg_<22 url-safe characters>"
+        if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > self.TOLERANCE:
+            return f"webhook-timestamp {timestamp[:20]!r} is not within {self.TOLERANCE} s of now"
+        if (headers.get("content-type") or "").split(";")[0].strip() != "application/json":
+            return f"content-type {headers.get('content-type')!r}"
+        signed = f"{msg_id}.{timestamp}.".encode() + body
+        expected = base64.b64encode(hmac.new(self.key, signed, hashlib.sha256).digest()).decode()
+        for candidate in signatures.split():
+            version, _, value = candidate.partition(",")
+            if version == "v1" and hmac.compare_digest(value, expected):
+                try:
+                    json.loads(body)
+                except ValueError:
+                    return "the body is not JSON"
+                return None
+        return "no v1 signature matches"
+
+    def wait_for(self, request_id: str, timeout: float = 10.0) -> dict | None:
+        """The accepted message sent for the API call with this request id."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while True:
+                for message in self.accepted:
+                    if message.get("data", {}).get("requestId") == request_id:
+                        return message
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.changed.wait(left)
+
+
+class DevLog:
+    """The development instance's log: with no email_webhook_url, each message's link is
+    logged there (`"outcome":"logged"`, marked DEVELOPMENT ONLY) instead of being sent."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def messages(self) -> list[dict]:
+        found = []
+        try:
+            with open(self.path, encoding="utf-8", errors="replace") as handle:
+                lines = handle.read().splitlines()
+        except OSError:
+            return []
+        decoder = json.JSONDecoder()
+        for line in lines:
+            line = ANSI_RE.sub("", line)
+            if "email_delivery" not in line:
+                continue
+            start = line.find("] {")
+            if start < 0:
+                continue
+            try:
+                record, _ = decoder.raw_decode(line, start + 2)
+            except ValueError:
+                continue
+            if record.get("event") == "email_delivery" and record.get("outcome") == "logged":
+                found.append(record)
+        return found
+
+    def mark(self) -> int:
+        """How many links are logged so far (call before the request)."""
+        return len(self.messages())
+
+    def wait_for(self, request_id: str, kind: str, mark: int, timeout: float = 10.0) -> dict | None:
+        """The link logged for the call with this request id: the line naming that
+        request id, or, in a line without one, the first of its kind after `mark`."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for record in self.messages()[mark:]:
+                if record.get("kind") != kind:
+                    continue
+                if record.get("request_id", request_id) == request_id:
+                    return record
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
+
+
+def token_of_link(link: str, kind: str, public_url: str) -> str | None:
+    prefix = f"{public_url}{LINK_PATHS[kind]}?token="
+    if not link.startswith(prefix) or not TOKEN_RE.match(link[len(prefix):]):
+        return None
+    return link[len(prefix):]
+
+
+def check_message(c: Checker, label: str, message: dict | None, *, kind: str, to: str, request_id: str,
+                  public_url: str, ttl: int) -> str:
+    """A webhook message against the contract; returns its token ("" when unusable)."""
+    if message is None:
+        c.report.fail(label, f"no {kind} message for request {request_id} within 10 s")
+        return ""
+    data = message.get("data", {})
+    if set(message) != {"type", "timestamp", "data"} or message.get("type") != f"email.{kind}":
+        c.report.fail(label, f"message members {sorted(message)} or type {message.get('type')!r}")
+    if set(data) != {"kind", "to", "token", "link", "expiresAt", "requestId"}:
+        c.report.fail(label, f"message data members {sorted(data)}")
+    if data.get("kind") != kind or data.get("to") != to.strip().lower():
+        c.report.fail(label, f"kind {data.get('kind')!r} / to {data.get('to')!r}, expected {kind} / {to.lower()}")
+    token = data.get("token", "")
+    if not TOKEN_RE.match(token):
+        c.report.fail(label, "the token is not 43 url-safe characters")
+        return ""
+    if data.get("link") != f"{public_url}{LINK_PATHS[kind]}?token={token}":
+        c.report.fail(label, f"link {data.get('link')!r} is not <public_url>{LINK_PATHS[kind]}?token=<token>")
+    for member in (message.get("timestamp", ""), data.get("expiresAt", "")):
+        if not RFC3339_RE.match(str(member)):
+            c.report.fail(label, f"{member!r} is not an RFC 3339 UTC time")
+            return token
+    sent = calendar.timegm(time.strptime(message["timestamp"][:19], "%Y-%m-%dT%H:%M:%S"))
+    expires = calendar.timegm(time.strptime(data["expiresAt"][:19], "%Y-%m-%dT%H:%M:%S"))
+    if abs(expires - sent - ttl) > 5:
+        c.report.fail(label, f"expiresAt is {expires - sent:.0f} s after the message, expected {ttl}")
+    return token
 
 
 # --------------------------------------------------------------------- scenarios
@@ -341,9 +532,11 @@ def unique_email(tag: str) -> str:
     return f"{tag}-{uuid.uuid4().hex[:10]}@Example.COM"
 
 
-def signup(c: Checker, inst: Instance, email: str, password: str = PASSWORD, name: str = "Ada Lovelace") -> str:
+def signup(c: Checker, inst: Instance, email: str, password: str = PASSWORD, name: str = "Ada Lovelace",
+           request_id: str | None = None) -> str:
     response = c.call(inst, "sign-up", "POST", "/auth/signup", 201,
-                      body={"email": email, "password": password, "fullName": name})
+                      body={"email": email, "password": password, "fullName": name},
+                      headers={"X-Request-Id": request_id} if request_id else None)
     return response.json().get("userId", "") if response.status_code == 201 else ""
 
 
@@ -608,9 +801,241 @@ def flow_dev(c: Checker, inst: Instance) -> dict[str, str]:
     return {"dev_access": access, "dev_refresh": refresh}
 
 
-def flow_prod(c: Checker, inst: Instance, expected_kids: list[str]) -> str:
+def dev_link(c: Checker, inst: Instance, log: DevLog, label: str, kind: str, request_id: str, mark: int) -> str:
+    """The token of the link the development instance logged for a request."""
+    record = log.wait_for(request_id, kind, mark)
+    if record is None:
+        c.report.fail(f"[{inst.name}] {label}", f"no {kind} link logged for request {request_id} within 10 s")
+        return ""
+    if "DEVELOPMENT ONLY" not in str(record.get("note", "")) or record.get("level") != "warn":
+        c.report.fail(f"[{inst.name}] {label}", f"the logged link is not a warning marked DEVELOPMENT ONLY: {record}")
+    token = token_of_link(str(record.get("link", "")), kind, DEV_PUBLIC_URL)
+    if token is None:
+        c.report.fail(f"[{inst.name}] {label}", f"logged link {record.get('link')!r} is not "
+                      f"{DEV_PUBLIC_URL}{LINK_PATHS[kind]}?token=<43 characters>")
+        return ""
+    return token
+
+
+def invalid_token(c: Checker, inst: Instance, label: str, path: str, body: dict) -> None:
+    """A one-time token the route must refuse with 400 and `code: invalid_token`."""
+    answer = c.call(inst, label, "POST", path, 400, body=body)
+    if answer.headers.get("content-type", "").startswith("application/problem+json"):
+        code = answer.json().get("code")
+        if code != "invalid_token":
+            c.report.fail(f"[{inst.name}] {label}", f"code {code!r}, expected invalid_token")
+
+
+def forgot(c: Checker, inst: Instance, label: str, email: str, request_id: str) -> requests.Response:
+    answer = c.call(inst, label, "POST", "/auth/password/forgot", 202, body={"email": email},
+                    headers={"X-Request-Id": request_id})
+    if answer.status_code == 202 and answer.json() != {"message": FORGOT_MESSAGE}:
+        c.report.fail(f"[{inst.name}] {label}", f"body {answer.text[:200]}")
+    return answer
+
+
+def flow_email_dev(c: Checker, inst: Instance, log: DevLog) -> None:
+    """Account recovery and email verification on the development instance, which has no
+    email_webhook_url: the links are read from its log."""
+    jwks = c.call(inst, "jwks (email flows)", "GET", "/.well-known/jwks.json", 200).json()
+    big = b'{"email":"' + b"a" * (17 * 1024) + b'"}'
+
+    # verification: sign-up sends a link; resend replaces it; verify marks the address
+    email = unique_email("verify")
+    rid, mark = new_request_id("signup"), log.mark()
+    user_id = signup(c, inst, email, request_id=rid)
+    first_token = dev_link(c, inst, log, "sign-up verification link", "verification", rid, mark)
+    session = signin(c, inst, email, label="sign-in (unverified)")
+    access = session.get("access", "")
+    c.check_access_token("[dev] unverified access token", access, jwks, user_id, verified=False)
+    profile = c.call(inst, "profile (unverified)", "GET", "/user/profile", 200, bearer=access).json()
+    if profile.get("user", {}).get("emailVerified") is not False:
+        c.report.fail("[dev] profile (unverified)", "emailVerified is not false")
+    rid, mark = new_request_id("resend"), log.mark()
+    resent = c.call(inst, "resend", "POST", "/auth/email/verify/resend", 202, bearer=access,
+                    headers={"X-Request-Id": rid})
+    if resent.status_code == 202 and resent.json() != {"message": "Verification email sent"}:
+        c.report.fail("[dev] resend", f"body {resent.text[:200]}")
+    second_token = dev_link(c, inst, log, "resend verification link", "verification", rid, mark)
+    if first_token and first_token == second_token:
+        c.report.fail("[dev] resend", "the resent token is the sign-up's")
+    invalid_token(c, inst, "verify superseded token", "/auth/email/verify", {"token": first_token or "A" * 43})
+    invalid_token(c, inst, "verify unknown token", "/auth/email/verify",
+                  {"token": base64.urlsafe_b64encode(uuid.uuid4().bytes * 2).rstrip(b"=").decode()})
+    invalid_token(c, inst, "verify malformed token", "/auth/email/verify", {"token": "not a token"})
+    c.call(inst, "verify missing token", "POST", "/auth/email/verify", 400, body={})
+    c.call(inst, "verify token of the wrong type", "POST", "/auth/email/verify", 400, body={"token": 7})
+    c.call(inst, "verify malformed JSON", "POST", "/auth/email/verify", 400, raw=b"{", content_type="application/json")
+    c.call(inst, "verify wrong content type", "POST", "/auth/email/verify", 415, raw=b"{}", content_type="text/plain")
+    c.call(inst, "verify over 16 KiB", "POST", "/auth/email/verify", 413, raw=big, content_type="application/json")
+    c.call(inst, "verify wrong method", "GET", "/auth/email/verify", 405)
+    verified = c.call(inst, "verify", "POST", "/auth/email/verify", 200, body={"token": second_token or "A" * 43})
+    if verified.status_code == 200 and verified.json() != {"message": "Email address verified", "emailVerified": True}:
+        c.report.fail("[dev] verify", f"body {verified.text[:200]}")
+    invalid_token(c, inst, "verify the same token again", "/auth/email/verify", {"token": second_token or "A" * 43})
+    profile = c.call(inst, "profile (verified)", "GET", "/user/profile", 200, bearer=access).json()
+    if profile.get("user", {}).get("emailVerified") is not True:
+        c.report.fail("[dev] profile (verified)", "emailVerified is not true")
+    c.call(inst, "resend when verified", "POST", "/auth/email/verify/resend", 409, token=access)
+    fresh = signin(c, inst, email, label="sign-in (verified)")
+    c.check_access_token("[dev] verified access token", fresh.get("access", ""), jwks, user_id, verified=True)
+    c.call(inst, "resend without token", "POST", "/auth/email/verify/resend", 401)
+    c.call(inst, "resend garbage token", "POST", "/auth/email/verify/resend", 401, bearer="not.a.token")
+    c.call(inst, "resend wrong method", "GET", "/auth/email/verify/resend", 405, bearer=access)
+    # resend is throttled per user: 5 an hour, then 429
+    throttled_email = unique_email("resend")
+    signup(c, inst, throttled_email)
+    bearer = signin(c, inst, throttled_email, label="sign-in (resend throttle)").get("access", "")
+    for attempt in range(1, 6):
+        c.call(inst, f"resend {attempt} of 5", "POST", "/auth/email/verify/resend", 202, bearer=bearer)
+    limited = c.call(inst, "resend throttled", "POST", "/auth/email/verify/resend", 429, bearer=bearer)
+    if limited.status_code == 429 and not limited.headers.get("retry-after", "").isdigit():
+        c.report.fail("[dev] resend throttled", "429 without a numeric Retry-After")
+
+    # recovery: forgot answers alike for a known and an unknown address
+    email = unique_email("recover")
+    signup(c, inst, email)
+    old = signin(c, inst, email, label="sign-in (before the reset)")
+    rid, mark = new_request_id("forgot"), log.mark()
+    known = forgot(c, inst, "forgot (known address)", email.upper(), rid)
+    recovery_token = dev_link(c, inst, log, "forgot recovery link", "recovery", rid, mark)
+    rid_unknown, mark = new_request_id("forgot"), log.mark()
+    unknown = forgot(c, inst, "forgot (unknown address)", unique_email("nobody"), rid_unknown)
+    if known.text != unknown.text or sorted(known.headers) != sorted(unknown.headers):
+        c.report.fail("[dev] forgot", "a known and an unknown address are answered differently")
+    if log.wait_for(rid_unknown, "recovery", mark, timeout=1.0) is not None:
+        c.report.fail("[dev] forgot (unknown address)", "a link was logged for an address without an account")
+    invalid_token(c, inst, "reset unknown token", "/auth/password/reset",
+                  {"token": base64.urlsafe_b64encode(uuid.uuid4().bytes * 2).rstrip(b"=").decode(),
+                   "newPassword": NEW_PASSWORD})
+    invalid_token(c, inst, "reset malformed token", "/auth/password/reset",
+                  {"token": "not a token", "newPassword": NEW_PASSWORD})
+    weak = c.call(inst, "reset weak new password", "POST", "/auth/password/reset", 400,
+                  body={"token": recovery_token or "A" * 43, "newPassword": "short"})
+    if weak.status_code == 400 and [(e.get("field"), e.get("code")) for e in weak.json().get("errors", [])] != [
+            ("newPassword", "too_short")]:
+        c.report.fail("[dev] reset weak new password", f"errors[] {weak.json().get('errors')}")
+    c.call(inst, "reset missing fields", "POST", "/auth/password/reset", 400, body={})
+    c.call(inst, "reset malformed JSON", "POST", "/auth/password/reset", 400, raw=b"[", content_type="application/json")
+    c.call(inst, "reset wrong content type", "POST", "/auth/password/reset", 415, raw=b"{}", content_type="text/plain")
+    c.call(inst, "reset over 16 KiB", "POST", "/auth/password/reset", 413, raw=big, content_type="application/json")
+    c.call(inst, "reset wrong method", "GET", "/auth/password/reset", 405)
+    done = c.call(inst, "reset", "POST", "/auth/password/reset", 200,
+                  body={"token": recovery_token or "A" * 43, "newPassword": NEW_PASSWORD})
+    if done.status_code == 200 and done.json() != {"message": "Password reset; every session was signed out"}:
+        c.report.fail("[dev] reset", f"body {done.text[:200]}")
+    if done.raw.headers.getlist("Set-Cookie"):
+        c.report.fail("[dev] reset", "the reset set cookies; it signs nobody in")
+    invalid_token(c, inst, "reset with the used token", "/auth/password/reset",
+                  {"token": recovery_token or "A" * 43, "newPassword": PASSWORD})
+    c.call(inst, "reset: old session's access token refused", "GET", "/user/profile", 401, bearer=old.get("access", ""))
+    c.call(inst, "reset: old session's refresh token refused", "POST", "/auth/refresh", 401,
+           refresh=old.get("refresh", ""))
+    c.call(inst, "reset: old password refused", "POST", "/auth/signin", 401, body={"email": email, "password": PASSWORD})
+    renewed = signin(c, inst, email, NEW_PASSWORD, label="sign-in with the reset password")
+    profile = c.call(inst, "profile after the reset", "GET", "/user/profile", 200, bearer=renewed.get("access", ""))
+    if profile.json().get("user", {}).get("emailVerified") is not True:
+        c.report.fail("[dev] profile after the reset", "the reset did not mark the address verified")
+
+    # only the newest recovery token works; racing resets of one token have one winner
+    rid, mark = new_request_id("forgot"), log.mark()
+    forgot(c, inst, "forgot (older token)", email, rid)
+    older = dev_link(c, inst, log, "forgot older link", "recovery", rid, mark)
+    rid, mark = new_request_id("forgot"), log.mark()
+    forgot(c, inst, "forgot (newer token)", email, rid)
+    newer = dev_link(c, inst, log, "forgot newer link", "recovery", rid, mark)
+    invalid_token(c, inst, "reset with a superseded token", "/auth/password/reset",
+                  {"token": older or "A" * 43, "newPassword": PASSWORD})
+    with ThreadPoolExecutor(4) as pool:
+        statuses = list(pool.map(
+            lambda i: c.call(inst, f"reset race {i}", "POST", "/auth/password/reset", {200, 400},
+                             body={"token": newer or "A" * 43, "newPassword": f"{PASSWORD} v{i}"}).status_code,
+            range(4)))
+    if sorted(statuses) != [200, 400, 400, 400]:
+        c.report.fail("[dev] reset race", f"statuses {sorted(statuses)}: expected one 200, the rest 400")
+
+    # forgot is throttled per account: past 5 an hour it still answers 202 and sends nothing
+    # (this account has had 3 requests above)
+    for attempt in range(4, 7):
+        rid, mark = new_request_id("forgot"), log.mark()
+        forgot(c, inst, f"forgot {attempt} for one account", email, rid)
+        logged = log.wait_for(rid, "recovery", mark, timeout=10.0 if attempt <= 5 else 1.5)
+        if attempt <= 5 and logged is None:
+            c.report.fail(f"[dev] forgot {attempt} for one account", "no link logged within the limit")
+        if attempt > 5 and logged is not None:
+            c.report.fail(f"[dev] forgot {attempt} for one account", "a link was logged past the limit")
+
+    # forgot's bad requests
+    c.call(inst, "forgot missing email", "POST", "/auth/password/forgot", 400, body={})
+    c.call(inst, "forgot invalid email", "POST", "/auth/password/forgot", 400, body={"email": "not-an-email"})
+    c.call(inst, "forgot malformed JSON", "POST", "/auth/password/forgot", 400, raw=b'{"email":',
+           content_type="application/json")
+    c.call(inst, "forgot wrong content type", "POST", "/auth/password/forgot", 415, raw=b"{}", content_type="text/plain")
+    c.call(inst, "forgot over 16 KiB", "POST", "/auth/password/forgot", 413, raw=big, content_type="application/json")
+    c.call(inst, "forgot wrong method", "GET", "/auth/password/forgot", 405)
+
+
+def verify_by_webhook(c: Checker, inst: Instance, hook: WebhookReceiver, email: str, request_id: str) -> None:
+    """Verify the address with the link the sign-up with this request id sent."""
+    token = check_message(c, f"[{inst.name}] sign-up verification message", hook.wait_for(request_id),
+                          kind="verification", to=email, request_id=request_id, public_url=PROD_PUBLIC_URL,
+                          ttl=86400)
+    c.call(inst, "verify (webhook token)", "POST", "/auth/email/verify", 200, body={"token": token or "A" * 43})
+
+
+def flow_email_prod(c: Checker, inst: Instance, hook: WebhookReceiver, jwks: dict) -> None:
+    """Production with require_verified_email=true and an email webhook (the receiver
+    above checks each delivery's Standard Webhooks signature)."""
+    email = unique_email("prodmail")
+    rid = new_request_id("signup")
+    user_id = signup(c, inst, email, request_id=rid)
+    token = check_message(c, "[prod] sign-up verification message", hook.wait_for(rid), kind="verification",
+                          to=email, request_id=rid, public_url=PROD_PUBLIC_URL, ttl=86400)
+    # the right password is refused until the address is verified; a wrong one stays 401
+    refused = c.call(inst, "sign-in (unverified, require_verified_email)", "POST", "/auth/signin", 403,
+                     body={"email": email, "password": PASSWORD})
+    if refused.status_code == 403:
+        if refused.json().get("code") != "email_not_verified":
+            c.report.fail("[prod] sign-in (unverified)", f"code {refused.json().get('code')!r}")
+        if refused.raw.headers.getlist("Set-Cookie"):
+            c.report.fail("[prod] sign-in (unverified)", "cookies were set")
+    c.call(inst, "sign-in (unverified, wrong password)", "POST", "/auth/signin", 401,
+           body={"email": email, "password": "wrong-password"})
+    verified = c.call(inst, "verify (webhook token)", "POST", "/auth/email/verify", 200,
+                      body={"token": token or "A" * 43})
+    if verified.status_code == 200 and verified.json().get("emailVerified") is not True:
+        c.report.fail("[prod] verify", f"body {verified.text[:200]}")
+    session = signin(c, inst, email, label="sign-in (verified)")
+    c.check_access_token("[prod] verified access token", session.get("body", {}).get("accessToken", ""), jwks,
+                         user_id, verified=True)
+    c.call(inst, "resend when verified", "POST", "/auth/email/verify/resend", 409, bearer=session.get("access", ""))
+
+    # recovery through the webhook; an unknown address gets the same answer and no message
+    rid = new_request_id("forgot")
+    known = forgot(c, inst, "forgot (known address)", email, rid)
+    token = check_message(c, "[prod] recovery message", hook.wait_for(rid), kind="recovery", to=email,
+                          request_id=rid, public_url=PROD_PUBLIC_URL, ttl=1800)
+    rid_unknown = new_request_id("forgot")
+    unknown = forgot(c, inst, "forgot (unknown address)", unique_email("nobody"), rid_unknown)
+    if known.text != unknown.text or sorted(known.headers) != sorted(unknown.headers):
+        c.report.fail("[prod] forgot", "a known and an unknown address are answered differently")
+    if hook.wait_for(rid_unknown, timeout=1.5) is not None:
+        c.report.fail("[prod] forgot (unknown address)", "a message was sent for an address without an account")
+    c.call(inst, "reset (webhook token)", "POST", "/auth/password/reset", 200,
+           body={"token": token or "A" * 43, "newPassword": NEW_PASSWORD})
+    c.call(inst, "reset: session refused", "GET", "/user/profile", 401, bearer=session.get("access", ""))
+    signin(c, inst, email, NEW_PASSWORD, label="sign-in with the reset password")
+    invalid_token(c, inst, "verify unknown token", "/auth/email/verify", {"token": "A" * 43})
+    invalid_token(c, inst, "reset unknown token", "/auth/password/reset", {"token": "A" * 43, "newPassword": PASSWORD})
+    if hook.refused:
+        c.report.fail("[prod] webhook", f"{len(hook.refused)} deliveries refused by the receiver: {hook.refused[:3]}")
+
+
+def flow_prod(c: Checker, inst: Instance, expected_kids: list[str], hook: WebhookReceiver | None = None) -> str:
     """Production, signing key + older verification key, tokens_in_body=true, Secure
-    cookies; returns an access token of a fresh session for schemathesis."""
+    cookies; with an email webhook, also require_verified_email=true (accounts are
+    verified before they sign in). Returns an access token of a fresh session for
+    schemathesis."""
     health = c.call(inst, "health", "GET", "/health", 200).json()
     if health.get("environment") != "production":
         c.report.fail("[prod] health", f"environment {health.get('environment')!r}")
@@ -623,7 +1048,10 @@ def flow_prod(c: Checker, inst: Instance, expected_kids: list[str]) -> str:
         c.report.fail("[prod] jwks", f"kids {kids}, expected {expected_kids} (current key first)")
 
     email = unique_email("prod")
-    user_id = signup(c, inst, email)
+    rid = new_request_id("signup")
+    user_id = signup(c, inst, email, request_id=rid)
+    if hook is not None:
+        verify_by_webhook(c, inst, hook, email, rid)
     first = signin(c, inst, email)
     body = first.get("body", {})
     if body.get("tokenType") != "Bearer" or body.get("expiresIn") != 900:
@@ -656,6 +1084,8 @@ def flow_prod(c: Checker, inst: Instance, expected_kids: list[str]) -> str:
     c.cookies_of("[prod] sign-out", out, cleared=True)
     c.call(inst, "sign-out without token", "POST", "/auth/signout", 401)
     c.call(inst, "wrong method", "DELETE", "/user/profile", 405)
+    if hook is not None:
+        flow_email_prod(c, inst, hook, jwks)
     return signin(c, inst, email, label="sign-in (schemathesis access token)").get("access", "")
 
 
@@ -675,6 +1105,12 @@ def flow_nokey(c: Checker, inst: Instance) -> None:
     c.call(inst, "profile (no signing key)", "GET", "/user/profile", 503, bearer="a.b.c")
     c.call(inst, "sessions (no signing key)", "GET", "/auth/sessions", 503, bearer="a.b.c")
     c.call(inst, "sign-out (no signing key)", "POST", "/auth/signout", 503, bearer="a.b.c")
+    # production without email_webhook_url refuses to start a recovery or verification flow
+    c.call(inst, "forgot (no email webhook)", "POST", "/auth/password/forgot", 503, body={"email": email})
+    c.call(inst, "resend (no signing key, no email webhook)", "POST", "/auth/email/verify/resend", 503,
+           bearer="a.b.c")
+    invalid_token(c, inst, "reset unknown token", "/auth/password/reset", {"token": "A" * 43, "newPassword": PASSWORD})
+    invalid_token(c, inst, "verify unknown token", "/auth/email/verify", {"token": "A" * 43})
 
 
 def main() -> int:
@@ -685,19 +1121,30 @@ def main() -> int:
     parser.add_argument("--prod-kids", default="", help="comma-separated kids the production JWKS must list")
     parser.add_argument("--nokey", help="base URL of the production instance without a signing key")
     parser.add_argument("--tokens-out", help="write tokens of fresh sessions for schemathesis here (JSON)")
+    parser.add_argument("--dev-log", help="the development instance's log (its recovery and verification links)")
+    parser.add_argument("--webhook-port", type=int, help="receive the production instance's email webhook here")
+    parser.add_argument("--webhook-secret", help="the production instance's email_webhook_secret (whsec_...)")
     args = parser.parse_args()
 
     report = Report()
     checker = Checker(args.spec, report)
     started = time.monotonic()
     print("== development instance (cookie_secure=false)", flush=True)
-    tokens = flow_dev(checker, Instance("dev", args.dev, secure_cookies=False, behind_tls=False))
+    dev = Instance("dev", args.dev, secure_cookies=False, behind_tls=False)
+    tokens = flow_dev(checker, dev)
+    if args.dev_log:
+        print("== development instance: recovery and verification (links from its log)", flush=True)
+        flow_email_dev(checker, dev, DevLog(args.dev_log))
+    hook = None
+    if args.webhook_port and args.webhook_secret:
+        hook = WebhookReceiver(args.webhook_port, args.webhook_secret)
     if args.prod:
         print("== production instance (tokens_in_body=true, Secure cookies)", flush=True)
         tokens["prod_access"] = flow_prod(
             checker,
             Instance("prod", args.prod, secure_cookies=True, behind_tls=True, tokens_in_body=True),
             [k for k in args.prod_kids.split(",") if k],
+            hook,
         )
     if args.nokey:
         print("== production instance without a signing key", flush=True)
