@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use latch_domain::{Environment, OneTimeToken, TokenPurpose, WebhookSecret, config as settings};
 
+use latch_send::SendError;
+use spin_sdk::wit::wasi::http0_2_0::types::ErrorCode;
+
 use crate::{ApiError, Ctx, config};
 
 /// Largest answer read from the webhook (its body is ignored).
@@ -196,7 +199,16 @@ fn post(
             ctx.request_id.clone().into_bytes(),
         ),
     ];
-    match latch_send::post(url, &headers, &body, timeout, MAX_ANSWER_BYTES) {
+    let mut sent = latch_send::post(url, &headers, &body, timeout, MAX_ANSWER_BYTES);
+    if let Err(SendError::Http(ErrorCode::HttpProtocolError | ErrorCode::ConnectionTerminated)) =
+        &sent
+    {
+        // A kept-alive connection the receiver had closed (it restarted): the
+        // same message once more, on a new connection. Receivers deduplicate
+        // by `webhook-id`, so a message that did arrive is not delivered twice.
+        sent = latch_send::post(url, &headers, &body, timeout, MAX_ANSWER_BYTES);
+    }
+    match sent {
         Ok(answer) if (200..300).contains(&answer.status) => Ok(()),
         Ok(answer) => Err(format!("the webhook answered {}", answer.status)),
         Err(error) => Err(format!("the webhook could not be reached: {error}")),
