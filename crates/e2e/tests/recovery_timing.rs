@@ -10,7 +10,8 @@
 //! client address, so no throttle counter gets near a lock. After a known
 //! request the test waits (untimed) for its message and for the component's
 //! log line that ends the delivery, so a delivery never overlaps the next
-//! measurement. As in `enumeration_timing.rs`, a round
+//! measurement; then, after either kind, it pauses a few milliseconds, so
+//! every request starts from the same quiet. As in `enumeration_timing.rs`, a round
 //! whose medians differ is measured again, at most three rounds in all.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -23,6 +24,8 @@ use serde_json::json;
 const SAMPLES: usize = 41;
 const WARM_UP: usize = 5;
 const WAIT: Duration = Duration::from_secs(15);
+/// The pause after every request (and after a known request's delivery).
+const SETTLE: Duration = Duration::from_millis(5);
 
 fn timed_forgot(svc: &Service, email: &str, client: usize) -> (Duration, Reply) {
     let call = svc
@@ -86,6 +89,8 @@ fn round(svc: &Service, receiver: &WebhookReceiver, client: &mut usize) -> (f64,
                 receiver.wait_for("recovery", &email, WAIT);
                 wait_for_delivery_end(svc, &reply);
             }
+            // Every request starts from the same quiet.
+            std::thread::sleep(SETTLE);
             if i >= WARM_UP {
                 if is_known { &mut known } else { &mut unknown }.push(took);
             }
