@@ -59,6 +59,9 @@ pub struct Message {
     pub verified: bool,
     /// What the receiver answered (0: held, no answer).
     pub answered: u16,
+    /// A repeat of a message already delivered (the same `webhook-id`):
+    /// receivers deduplicate, as the specification asks, and so does this one.
+    pub duplicate: bool,
     /// When it arrived.
     pub at: Instant,
 }
@@ -111,6 +114,11 @@ impl Message {
     fn is(&self, kind: &str, to: &str) -> bool {
         self.kind() == kind && self.to().eq_ignore_ascii_case(to)
     }
+
+    /// Verified, answered 2xx, and not a repeat.
+    fn delivered(&self) -> bool {
+        self.verified && (200..300).contains(&self.answered) && !self.duplicate
+    }
 }
 
 /// Checks a Standard Webhooks signature with the `standardwebhooks` crate.
@@ -162,12 +170,20 @@ impl Shared {
             .collect()
     }
 
-    fn record(&self, message: Message) {
+    fn record(&self, mut message: Message) {
         let secrets = Shared::secrets_of(&message);
         for sink in lock(&self.sinks).iter() {
             lock(sink).extend(secrets.iter().cloned());
         }
-        lock(&self.state).received.push(message);
+        let mut state = lock(&self.state);
+        let id = message.header("webhook-id").unwrap_or("").to_string();
+        message.duplicate = !id.is_empty()
+            && state
+                .received
+                .iter()
+                .any(|m| m.delivered() && m.header("webhook-id") == Some(id.as_str()));
+        state.received.push(message);
+        drop(state);
         self.changed.notify_all();
     }
 
@@ -370,11 +386,12 @@ impl WebhookReceiver {
         lock(&self.shared.state).received.clone()
     }
 
-    /// The delivered messages: verified, and answered 2xx.
+    /// The delivered messages: verified, answered 2xx, and not repeats of
+    /// an earlier one (by `webhook-id`).
     pub fn messages(&self) -> Vec<Message> {
         self.received()
             .into_iter()
-            .filter(|m| m.verified && (200..300).contains(&m.answered))
+            .filter(Message::delivered)
             .collect()
     }
 
@@ -428,8 +445,7 @@ impl WebhookReceiver {
         n: usize,
         timeout: Duration,
     ) -> Vec<Message> {
-        let delivered =
-            |m: &Message| m.verified && (200..300).contains(&m.answered) && m.is(kind, to);
+        let delivered = |m: &Message| m.delivered() && m.is(kind, to);
         self.wait_until(&format!("{n} x {kind} to {to}"), timeout, |all| {
             all.iter().filter(|m| delivered(m)).count() >= n
         })
@@ -633,6 +649,7 @@ fn serve_connection(shared: &Arc<Shared>, stream: TcpStream) {
             body,
             verified,
             answered: status,
+            duplicate: false,
             at: Instant::now(),
         });
         if answer == Answer::Hang {
@@ -735,6 +752,13 @@ mod tests {
         let message = receiver.wait_for("recovery", "A@example.com", Duration::from_secs(5));
         assert_eq!(message.token(), "tok-123456789");
         assert!(message.verify_with(&secret).is_ok());
+        // A repeat of the same webhook-id is answered but not delivered twice.
+        assert_eq!(
+            post(&receiver, &signed(&secret, "msg_1", BODY), BODY),
+            Ok(204)
+        );
+        assert!(receiver.received()[1].duplicate);
+        assert_eq!(receiver.messages().len(), 1);
 
         // Another secret, a changed body, no signature: 401, counted, not delivered.
         let other = WebhookReceiver::random_secret();
@@ -759,7 +783,7 @@ mod tests {
             post(&receiver, &signed(&secret, "msg_4", BODY), BODY),
             Ok(500)
         );
-        assert_eq!(receiver.received().len(), 5);
+        assert_eq!(receiver.received().len(), 6);
         assert_eq!(receiver.messages().len(), 1);
         receiver.set_answer(Answer::Accept);
 

@@ -361,7 +361,11 @@ fn recovery_resets_the_password_and_signs_out_every_session(backend: Backend) {
         assert_problem(&svc.profile(&old.access), 401);
     }
     let fresh = tokens_of(&after);
-    svc.profile(&fresh.access).expect_status(200);
+    // The recovery link reached the address, so a reset verifies it too.
+    let profile = svc.profile(&fresh.access);
+    profile.expect_status(200);
+    assert_eq!(profile.json()["user"]["emailVerified"], true, "{profile}");
+    assert_eq!(jwt_parts(&fresh.access).unwrap().1["email_verified"], true);
     svc.refresh(&fresh.refresh).expect_status(200);
     // Other users are untouched.
     svc.profile(&bystander_tokens.access).expect_status(200);
