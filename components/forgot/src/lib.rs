@@ -55,6 +55,13 @@ async fn forgot(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     };
     let refusal = audit::record(ctx, event(Outcome::Denied).with_reason("locked_out"), now)?;
     let issued = audit::record(ctx, event(Outcome::Success), now)?;
+    // Unknown address or inactive account: recorded, and logged, as an
+    // issued token is, so both take the same time.
+    let not_issued = audit::record(
+        ctx,
+        event(Outcome::Failure).with_reason("no_active_account"),
+        now,
+    )?;
     let (token, token_hash) = OneTimeToken::from_random(latch_web::random()?);
     let expires_at = now.saturating_add(ttl);
     let attempt = latch_web::new_id()?;
@@ -65,6 +72,7 @@ async fn forgot(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
             &attempt,
             &refusal,
             &issued,
+            &not_issued,
             NewToken {
                 hash: &token_hash,
                 expires_at,
@@ -74,7 +82,9 @@ async fn forgot(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         .await?;
     if request.refused {
         audit::log(ctx, &refusal);
-    } else if request.issued {
+    } else if !request.issued {
+        audit::log(ctx, &not_issued);
+    } else {
         audit::log(ctx, &issued);
         ctx.send_after_response(
             outbox,

@@ -203,6 +203,13 @@ pub fn post(
     read_answer(&future, max_response_bytes)
 }
 
+/// Blocks the instance for `duration` (`wasi:clocks`), e.g. so that work
+/// done after answering starts once the answer has left.
+pub fn pause(duration: Duration) {
+    let nanos = u64::try_from(duration.as_nanos()).unwrap_or(u64::MAX);
+    wasi::clocks::monotonic_clock::subscribe_duration(nanos).block();
+}
+
 /// Waits for the answer to a sent request and reads its whole body.
 fn read_answer(future: &FutureIncomingResponse, max_bytes: usize) -> Result<Answer, SendError> {
     future.subscribe().block();

@@ -895,7 +895,8 @@ impl<D: Database> Store<D> {
     /// and the client's recovery counters unless one is locked (then records
     /// `refusal` and does nothing else); otherwise, if an active account has
     /// that address, replaces its recovery tokens with `token` and records
-    /// `issued`. Expired tokens of every user are dropped. The same work
+    /// `issued`, else records `not_issued`. Expired tokens of every user are
+    /// dropped. The same work
     /// whether or not the account exists. One round trip.
     #[allow(clippy::too_many_arguments)]
     pub async fn request_recovery(
@@ -905,6 +906,7 @@ impl<D: Database> Store<D> {
         attempt_id: &str,
         refusal: &AuditRecord,
         issued: &AuditRecord,
+        not_issued: &AuditRecord,
         token: NewToken<'_>,
         now: i64,
     ) -> Result<RecoveryRequest, StoreError> {
@@ -962,6 +964,11 @@ impl<D: Database> Store<D> {
                 ],
             ),
             issued.insert_for_token("t.hash = ?", vec![token.hash.into()]),
+            // The same work, and an audit row, when nothing was issued.
+            not_issued.insert_if(
+                &format!("NOT EXISTS (SELECT 1 FROM one_time_tokens WHERE hash = ?) AND {not_refused}"),
+                vec![token.hash.into(), refusal.id.as_str().into()],
+            ),
         ]);
         let read = stmt(
             &format!(

@@ -1034,6 +1034,7 @@ fn recovery(
         attempt,
         &audit(AuditKind::RecoveryRequested, Outcome::Denied, now),
         &audit(AuditKind::RecoveryRequested, Outcome::Success, now),
+        &audit(AuditKind::RecoveryRequested, Outcome::Failure, now),
         NewToken {
             hash,
             expires_at: now + 1_800,
@@ -1067,6 +1068,10 @@ fn recovery_tokens_are_single_use_newest_only_and_expire() {
     let unknown = recovery(&store, "nobody@example.com", "h-unknown", "a0", 3_000);
     assert_eq!(store.round_trips() - before, 1);
     assert_eq!((unknown.refused, unknown.issued), (false, false));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM audit_events WHERE event = 'recovery_requested' AND outcome = 'failure'"),
+        1
+    );
 
     let first = recovery(&store, "jane@example.com", "h-first", "a1", 3_000);
     assert_eq!((first.refused, first.issued), (false, true));

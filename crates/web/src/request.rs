@@ -11,6 +11,9 @@ use serde::de::DeserializeOwned;
 /// entry point refuses larger ones with 413 before a handler runs.
 pub const MAX_JSON_BODY: usize = 16 * 1024;
 
+/// How long after answering letters are delivered.
+const LETTER_DELAY: std::time::Duration = std::time::Duration::from_millis(20);
+
 /// What every route knows about the request it serves.
 #[derive(Debug, Clone)]
 pub struct Ctx {
@@ -149,6 +152,13 @@ impl Ctx {
     /// Delivers the queued letters (the entry point calls this after answering).
     pub fn deliver_letters(&self) {
         let letters = std::mem::take(&mut *self.letters.borrow_mut());
+        if letters.is_empty() {
+            return;
+        }
+        // Let the answer leave first: the delivery's work (signing, connecting)
+        // must not compete with writing it, or its timing would tell whether a
+        // message was sent (forgot answers alike for known and unknown addresses).
+        latch_send::pause(LETTER_DELAY);
         for (outbox, letter) in &letters {
             crate::email::deliver(self, outbox, letter);
         }
