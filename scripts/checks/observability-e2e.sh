@@ -54,7 +54,7 @@ export SPIN_VARIABLE_EMAIL_WEBHOOK_ORIGIN="http://127.0.0.1:$hook_port"
 SPIN_VARIABLE_EMAIL_WEBHOOK_SECRET="whsec_$(head -c 32 /dev/urandom | base64 -w0)"
 export SPIN_VARIABLE_EMAIL_WEBHOOK_SECRET
 
-SPIN_VARIABLE_COOKIE_SECURE=false RUST_LOG=warn "$latch" --log-format json up \
+SPIN_VARIABLE_COOKIE_SECURE=false SPIN_VARIABLE_SIGNUP_MAX_PER_WINDOW=1000000 RUST_LOG=warn "$latch" --log-format json up \
   --listen "127.0.0.1:$port" --metrics-listen "127.0.0.1:$metrics_port" \
   --data-dir "$work/data" --cache-dir target/e2e-cache --no-watch >"$work/latch.log" 2>&1 &
 latch_pid=$!

@@ -97,7 +97,9 @@ source scripts/lib/serve.sh
 say() { printf '==> %s\n' "$*" >&2; }
 
 signing_key=$(new_signing_key load)
-service_env=(RUST_LOG=warn SPIN_VARIABLE_SIGNING_KEY="$signing_key" SPIN_VARIABLE_COOKIE_SECURE=false)
+# Every virtual user signs up from 127.0.0.1: lift the per-address sign-up limit.
+service_env=(RUST_LOG=warn SPIN_VARIABLE_SIGNING_KEY="$signing_key" SPIN_VARIABLE_COOKIE_SECURE=false
+  SPIN_VARIABLE_SIGNUP_MAX_PER_WINDOW=1000000)
 if [[ $backend == standin ]]; then
   start_standin "loadkey$RANDOM"
   mapfile -t cloud_env < <(standin_env)

@@ -1,14 +1,18 @@
 //! `POST /auth/signup`: creates an account with the `user` role.
 //!
 //! Body `{email, password, fullName}`. 201 `{message, userId}`; 400 on
-//! invalid fields; 409 when the email is taken (also when two sign-ups race).
+//! invalid fields; 409 when the email is taken (also when two sign-ups race);
+//! 429 with `Retry-After` once the client address has signed up
+//! `signup_max_per_window` times in `signup_window_seconds` (default 10 an
+//! hour), for a new and a taken email alike, so it tells nothing of accounts.
 //! A verification message goes to the address after the answer.
 //! One database round trip.
 
 use latch_domain::{
-    AuditEvent, AuditKind, Email, FullName, OneTimeToken, Outcome, Password, TokenPurpose,
+    AuditEvent, AuditKind, Email, FullName, OneTimeToken, Outcome, Password, ThrottleKey,
+    ThrottlePolicy, TokenPurpose,
 };
-use latch_store::{NewToken, NewUser, SignupOutcome};
+use latch_store::{NewToken, NewUser, SignupOutcome, SignupThrottle};
 use latch_web::email::{self, Letter};
 use latch_web::request::{json_body, required};
 use latch_web::{
@@ -46,6 +50,11 @@ async fn signup(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         return Err(ApiError::Internal("validated fields missing"));
     };
     let verification_ttl = config::seconds("verification_token_ttl_seconds", 60, 30 * 86_400)?;
+    let policy = ThrottlePolicy::signup(
+        u32::try_from(config::seconds("signup_max_per_window", 1, 1_000_000)?)
+            .map_err(|_| ApiError::Internal("bounded sign-up limit"))?,
+        config::seconds("signup_window_seconds", 1, 7 * 86_400)?,
+    );
 
     let password_hash = passwords::hash(&password)?;
     let now = time::now();
@@ -76,6 +85,19 @@ async fn signup(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         event(AuditKind::Signup, Outcome::Failure).with_reason("email_taken"),
         now,
     )?;
+    let refusal = audit::record(
+        ctx,
+        event(AuditKind::Signup, Outcome::Denied).with_reason("throttled"),
+        now,
+    )?;
+    let throttle_key = client_ip.map(ThrottleKey::signup_client);
+    let attempt = latch_web::new_id()?;
+    let throttle = throttle_key.as_ref().map(|key| SignupThrottle {
+        key,
+        policy: &policy,
+        attempt_id: &attempt,
+        refusal: &refusal,
+    });
     let user = NewUser {
         id: &user_id,
         email: &email,
@@ -88,7 +110,7 @@ async fn signup(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         },
     };
     match store
-        .create_user(&user, &created, &verification_issued, &taken)
+        .create_user(&user, throttle, &created, &verification_issued, &taken)
         .await?
     {
         SignupOutcome::Created => {
@@ -109,6 +131,15 @@ async fn signup(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
                 201,
                 &serde_json::json!({"message": "User created successfully", "userId": user_id}),
             ))
+        }
+        SignupOutcome::Refused(counter) => {
+            audit::log(ctx, &refusal);
+            let retry_after_secs = policy
+                .check(&counter, now)
+                .err()
+                // The lock ended between the attempt and the read.
+                .map_or(1, |t| t.retry_after_secs);
+            Err(ApiError::TooManyRequests { retry_after_secs })
         }
         SignupOutcome::EmailTaken => {
             audit::log(ctx, &taken);

@@ -101,6 +101,18 @@ impl ThrottlePolicy {
         max_lockout_secs: 24 * 60 * 60,
     };
 
+    /// Sign-ups per client address: `max` in `window_secs`, then locked
+    /// until a whole window has passed (the variables `signup_max_per_window`
+    /// and `signup_window_seconds`; default 10 an hour).
+    pub const fn signup(max: u32, window_secs: i64) -> ThrottlePolicy {
+        ThrottlePolicy {
+            max_failures: max,
+            window_secs,
+            base_lockout_secs: window_secs,
+            max_lockout_secs: window_secs,
+        }
+    }
+
     /// Whether an attempt may proceed now.
     ///
     /// # Errors
@@ -205,6 +217,12 @@ impl ThrottleKey {
     /// (`rcv-` and the address key of [`ThrottleKey::client`]).
     pub fn recovery_client(ip: IpAddr) -> Self {
         Self(format!("rcv-{}", Self::client(ip).0))
+    }
+
+    /// The key counting sign-ups from a client address (`sgn-` and the
+    /// address key of [`ThrottleKey::client`]).
+    pub fn signup_client(ip: IpAddr) -> Self {
+        Self(format!("sgn-{}", Self::client(ip).0))
     }
 
     /// The key counting a signed-in user's requests for a new verification message.
@@ -390,5 +408,10 @@ mod recovery_key_tests {
             "rcv-ip:192.0.2.7"
         );
         assert_eq!(ThrottleKey::verification_resend("u1").as_str(), "vfy:u1");
+        assert_eq!(ThrottleKey::signup_client(ip).as_str(), "sgn-ip:192.0.2.7");
+        let policy = ThrottlePolicy::signup(10, 3600);
+        assert_eq!(policy.lockout_for(9), None);
+        assert_eq!(policy.lockout_for(10), Some(3600));
+        assert_eq!(policy.lockout_for(40), Some(3600));
     }
 }

@@ -468,17 +468,45 @@ pub struct Options {
     vars: Vec<(String, String)>,
     no_migrate: bool,
     webhooks: Vec<ReceiverLink>,
+    /// SQLite Cloud: another service's stand-in (URL, origin) instead of a new one.
+    shared_database: Option<(String, String)>,
 }
 
+/// The sign-up limit per client address the tests run with: every test
+/// signs its accounts up from 127.0.0.1, far more than the manifest's 10 an
+/// hour. The sign-up throttle's own tests restore the manifest's default
+/// ([`Options::manifest_signup_limit`]).
+pub const E2E_SIGNUP_LIMIT: &str = "1000000";
+
 impl Options {
-    /// The manifest's defaults (development, secure cookies) on `backend`.
+    /// The manifest's defaults (development, secure cookies) on `backend`,
+    /// but for the sign-up limit ([`E2E_SIGNUP_LIMIT`]).
     pub fn new(backend: Backend) -> Options {
         Options {
             backend,
-            vars: Vec::new(),
+            vars: vec![(
+                "signup_max_per_window".to_string(),
+                E2E_SIGNUP_LIMIT.to_string(),
+            )],
             no_migrate: false,
             webhooks: Vec::new(),
+            shared_database: None,
         }
+    }
+
+    /// The manifest's own sign-up limit per client address (10 an hour).
+    pub fn manifest_signup_limit(mut self) -> Options {
+        self.vars
+            .retain(|(name, _)| name != "signup_max_per_window");
+        self
+    }
+
+    /// SQLite Cloud: uses the stand-in of `other` (a second service on one
+    /// database, as replicas share SQLite Cloud) instead of starting one.
+    pub fn on_database_of(mut self, other: &Service) -> Options {
+        let standin = other.standin();
+        self.shared_database = Some((standin.database_url(), standin.origin()));
+        self
     }
 
     /// Sets a Spin variable (`SPIN_VARIABLE_<NAME>`); the last setting wins.
@@ -563,9 +591,16 @@ impl Service {
 
     fn start(mut options: Options) -> Service {
         check_components();
-        let standin = match options.backend {
-            Backend::Embedded => None,
-            Backend::Cloud => {
+        let standin = match (options.backend, options.shared_database.clone()) {
+            (Backend::Embedded, _) => None,
+            (Backend::Cloud, Some((url, origin))) => {
+                options = options
+                    .var("db_type", "sqlitecloud")
+                    .var("database_url", &url)
+                    .var("database_origin", &origin);
+                None
+            }
+            (Backend::Cloud, None) => {
                 let standin = StandIn::start();
                 if !options.no_migrate {
                     standin.migrate();
@@ -653,7 +688,7 @@ impl Service {
         };
         let address = format!("127.0.0.1:{port}");
         let secrets = Secrets::default();
-        if standin.is_some() {
+        if standin.is_some() || options.shared_database.is_some() {
             lock_secrets(&secrets).insert(STANDIN_API_KEY.to_string());
         }
         if let Some(secret) = options.value("email_webhook_secret") {

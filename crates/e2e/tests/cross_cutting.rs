@@ -22,6 +22,7 @@ latch_e2e::both_backends!(
     throttling_keys_on_the_socket_address_unless_told_otherwise,
     throttling_uses_the_first_forwarded_hop_when_trusted,
     health_and_ready_are_never_throttled,
+    sign_ups_from_one_address_are_throttled_alike_for_new_and_taken_emails,
     fifty_concurrent_refreshes_of_one_token_rotate_it_once,
     concurrent_duplicate_signups_create_one_account,
     concurrent_password_guesses_cannot_slip_under_the_limit,
@@ -34,7 +35,7 @@ latch_e2e::both_backends!(
 );
 
 /// Every route with the methods it answers (`Allow`).
-const ROUTES: [(&str, &str); 11] = [
+const ROUTES: [(&str, &str); 15] = [
     ("/health", "GET, HEAD"),
     ("/ready", "GET, HEAD"),
     ("/auth/signup", "POST"),
@@ -46,14 +47,21 @@ const ROUTES: [(&str, &str); 11] = [
     ("/auth/sessions/AAAAAAAAAAAAAAAAAAAAAA", "DELETE"),
     ("/user/profile", "GET, PUT, HEAD"),
     ("/.well-known/jwks.json", "GET, HEAD"),
+    ("/auth/password/forgot", "POST"),
+    ("/auth/password/reset", "POST"),
+    ("/auth/email/verify", "POST"),
+    ("/auth/email/verify/resend", "POST"),
 ];
 
 /// The routes that read a JSON body, with the method that does.
-const BODY_ROUTES: [(&str, &str); 4] = [
+const BODY_ROUTES: [(&str, &str); 7] = [
     ("POST", "/auth/signup"),
     ("POST", "/auth/signin"),
     ("POST", "/auth/password"),
     ("PUT", "/user/profile"),
+    ("POST", "/auth/password/forgot"),
+    ("POST", "/auth/password/reset"),
+    ("POST", "/auth/email/verify"),
 ];
 
 fn unsupported_methods_bodies_and_types_are_problems(backend: Backend) {
@@ -1208,4 +1216,82 @@ fn logs_and_audit_rows_never_contain_secrets(backend: Backend) {
             "an audit row holds a full email: {email}"
         );
     }
+}
+
+/// Sign-up with the manifest's limit (10 an hour per client address): the
+/// eleventh from one address is refused with 429 and `Retry-After`, for a
+/// new email and a taken one alike (so the answer tells nothing of
+/// accounts), and nothing is written; another address is not affected.
+fn sign_ups_from_one_address_are_throttled_alike_for_new_and_taken_emails(backend: Backend) {
+    let svc = Options::new(backend)
+        .manifest_signup_limit()
+        .var("trust_forwarded_for", "true")
+        .start();
+    let from = |address: &str, email: &str| {
+        svc.post("/auth/signup")
+            .header("x-forwarded-for", address)
+            .json(
+                &json!({"email": email, "password": unique_password(), "fullName": "Ada Lovelace"}),
+            )
+            .send()
+    };
+    let taken = unique_email("throttle-taken");
+    from("198.51.100.7", &taken).expect_status(201);
+    // A taken email counts as much as a new one.
+    from("198.51.100.7", &taken).expect_status(409);
+    for _ in 0..8 {
+        from("198.51.100.7", &unique_email("throttle")).expect_status(201);
+    }
+    let users = latch_e2e::count(&svc.db(), "SELECT count(*) FROM users");
+    let new = from("198.51.100.7", &unique_email("throttle-refused"));
+    let again = from("198.51.100.7", &taken);
+    for reply in [&new, &again] {
+        let body = assert_problem(reply, 429);
+        let retry: u64 = reply.header("retry-after").unwrap().parse().unwrap();
+        assert!((3_500..=3_600).contains(&retry), "{reply}");
+        assert_eq!(body["status"], 429);
+    }
+    assert_eq!(new.json()["detail"], again.json()["detail"]);
+    assert_eq!(
+        latch_e2e::count(&svc.db(), "SELECT count(*) FROM users"),
+        users
+    );
+    assert_eq!(
+        latch_e2e::count(
+            &svc.db(),
+            "SELECT count(*) FROM audit_events WHERE event = 'signup' AND outcome = 'denied' AND reason = 'throttled'"
+        ),
+        2
+    );
+    from("203.0.113.9", &unique_email("throttle-other")).expect_status(201);
+}
+
+/// Replicas share the sign-up counter: two processes on one SQLite Cloud
+/// database (the stand-in) count one address's sign-ups together.
+#[test]
+fn two_processes_on_one_database_share_the_sign_up_limit() {
+    let options = Options::new(Backend::Cloud)
+        .var("signup_max_per_window", "4")
+        .var("trust_forwarded_for", "true");
+    let first = options.clone().start();
+    let second = options.on_database_of(&first).start();
+    let sign_up = |svc: &Service| {
+        svc.post("/auth/signup")
+            .header("x-forwarded-for", "198.51.100.44")
+            .json(&json!({
+                "email": unique_email("shared-limit"),
+                "password": unique_password(),
+                "fullName": "Ada Lovelace",
+            }))
+            .send()
+    };
+    for svc in [&first, &second, &first, &second] {
+        sign_up(svc).expect_status(201);
+    }
+    for svc in [&second, &first] {
+        let reply = sign_up(svc);
+        assert_problem(&reply, 429);
+        assert!(reply.header("retry-after").is_some(), "{reply}");
+    }
+    assert_eq!(count(&first.db(), "SELECT count(*) FROM users"), 4);
 }

@@ -197,6 +197,19 @@ pub struct VerificationRequest {
 pub enum SignupOutcome {
     Created,
     EmailTaken,
+    /// The client address is locked out of signing up; nothing was written
+    /// but the refusal's audit row. The counter as it is now.
+    Refused(ThrottleState),
+}
+
+/// The counter a sign-up is counted on (its client address), and the event
+/// recorded if a lock refuses it.
+#[derive(Debug, Clone, Copy)]
+pub struct SignupThrottle<'a> {
+    pub key: &'a ThrottleKey,
+    pub policy: &'a ThrottlePolicy,
+    pub attempt_id: &'a str,
+    pub refusal: &'a AuditRecord,
 }
 
 /// A new session (one sign-in), with its first refresh token's hash.
@@ -316,21 +329,52 @@ fn recorded(audit: &AuditRecord, name: &str) -> (String, Value) {
 impl<D: Database> Store<D> {
     // --- sign-up ------------------------------------------------------------
 
-    /// Creates the user with the `user` role and its first verification
-    /// token, or reports the email taken (also when two sign-ups race). One
-    /// round trip; the audit rows record whichever happened.
+    /// Counts the sign-up on the client address's counter (when the address
+    /// is known) unless it is locked; then, unless refused, creates the user
+    /// with the `user` role and its first verification token, or reports the
+    /// email taken (also when two sign-ups race). A refused sign-up writes
+    /// nothing but `throttle.refusal`, whether or not the email is taken.
+    /// One round trip; the audit rows record whichever happened.
     pub async fn create_user(
         &self,
         user: &NewUser<'_>,
+        throttle: Option<SignupThrottle<'_>>,
         created: &AuditRecord,
         verification_issued: &AuditRecord,
         taken: &AuditRecord,
     ) -> Result<SignupOutcome, StoreError> {
         let exists = "EXISTS (SELECT 1 FROM users WHERE id = ?)";
-        let writes = [
+        let mut writes = Vec::with_capacity(8);
+        // `NOT refused`: no refusal row was recorded by this batch.
+        let (not_refused, refusal_id): (&str, Value) = match throttle {
+            Some(throttle) => {
+                writes.push(record_if_locked(
+                    throttle.refusal,
+                    &[throttle.key],
+                    None,
+                    user.now,
+                ));
+                writes.push(count_attempt(
+                    throttle.key,
+                    throttle.policy,
+                    throttle.attempt_id,
+                    &[],
+                    user.now,
+                ));
+                (
+                    "NOT EXISTS (SELECT 1 FROM audit_events WHERE id = ?)",
+                    throttle.refusal.id.as_str().into(),
+                )
+            }
+            None => ("? IS NULL", Value::Null),
+        };
+        writes.extend([
+            // The WHERE also keeps SQLite from reading ON CONFLICT as a join's.
             stmt(
-                "INSERT INTO users (id, email, password_hash, full_name, avatar_url, is_active, created_at, updated_at) \
-                 VALUES (?, ?, ?, ?, NULL, 1, ?, ?) ON CONFLICT (email) DO NOTHING",
+                &format!(
+                    "INSERT INTO users (id, email, password_hash, full_name, avatar_url, is_active, created_at, updated_at) \
+                     SELECT ?, ?, ?, ?, NULL, 1, ?, ? WHERE {not_refused} ON CONFLICT (email) DO NOTHING"
+                ),
                 vec![
                     user.id.into(),
                     user.email.as_str().into(),
@@ -338,6 +382,7 @@ impl<D: Database> Store<D> {
                     user.full_name.into(),
                     user.now.into(),
                     user.now.into(),
+                    refusal_id.clone(),
                 ],
             ),
             stmt(
@@ -363,12 +408,25 @@ impl<D: Database> Store<D> {
             ),
             created.insert_if(exists, vec![user.id.into()]),
             verification_issued.insert_if(exists, vec![user.id.into()]),
-            taken.insert_if(&format!("NOT {exists}"), vec![user.id.into()]),
-        ];
-        let read = stmt(&format!("SELECT {exists} AS created"), vec![user.id.into()]);
+            taken.insert_if(
+                &format!("NOT {exists} AND {not_refused}"),
+                vec![user.id.into(), refusal_id.clone()],
+            ),
+        ]);
+        let throttle_key = throttle.map(|t| t.key.as_str());
+        let read = stmt(
+            &format!(
+                "SELECT {exists} AS created, NOT ({not_refused}) AS refused, \
+                 t.failures AS t_failures, t.window_started_at AS t_window, t.locked_until AS t_locked \
+                 FROM (SELECT 1) one LEFT JOIN throttle t ON t.key = ?"
+            ),
+            vec![user.id.into(), refusal_id, throttle_key.into()],
+        );
         let rows = self.batch(&writes, Some(&read)).await?;
-        let created = first(&rows)?.flag("created")?;
-        Ok(if created {
+        let row = first(&rows)?;
+        Ok(if row.flag("refused")? {
+            SignupOutcome::Refused(counter(&row, "t", user.now)?)
+        } else if row.flag("created")? {
             SignupOutcome::Created
         } else {
             SignupOutcome::EmailTaken

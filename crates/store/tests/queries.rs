@@ -11,7 +11,7 @@ use latch_domain::{
 };
 use latch_store::{
     AuditRecord, Database, NewSession, NewToken, NewUser, RefreshOutcome, RevokeOutcome, Rows,
-    SignupOutcome, Statement, Store, StoreError, StoredKey, Throttles, Value,
+    SignupOutcome, SignupThrottle, Statement, Store, StoreError, StoredKey, Throttles, Value,
 };
 use rusqlite::types::{ToSqlOutput, ValueRef};
 
@@ -178,6 +178,7 @@ fn sign_up(store: &Store<&Native>, id: &str, email: &str) -> SignupOutcome {
                 expires_at: 1_000 + 86_400,
             },
         },
+        None,
         &audit(AuditKind::Signup, Outcome::Success, 1_000),
         &audit(AuditKind::VerificationRequested, Outcome::Success, 1_000),
         &audit(AuditKind::Signup, Outcome::Failure, 1_000),
@@ -1224,5 +1225,82 @@ fn verification_marks_the_address_it_was_sent_to_once() {
         ))
         .unwrap()
         .is_none()
+    );
+}
+
+#[test]
+fn sign_ups_from_one_address_are_throttled_whether_or_not_the_email_exists() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    let key = ThrottleKey::signup_client("192.0.2.9".parse().unwrap());
+    let policy = ThrottlePolicy::signup(3, 3_600);
+    let attempt = |n: u32, email: &str, now: i64| {
+        let email = Email::parse(email).unwrap();
+        let id = format!("u{n}");
+        let refusal = audit(AuditKind::Signup, Outcome::Denied, now);
+        let before = store.round_trips();
+        let outcome = block_on(store.create_user(
+            &NewUser {
+                id: &id,
+                email: &email,
+                password_hash: "$argon2id$hash",
+                full_name: "Jane Doe",
+                now,
+                verification: NewToken {
+                    hash: &format!("v-{n}"),
+                    expires_at: now + 86_400,
+                },
+            },
+            Some(SignupThrottle {
+                key: &key,
+                policy: &policy,
+                attempt_id: &format!("a{n}"),
+                refusal: &refusal,
+            }),
+            &audit(AuditKind::Signup, Outcome::Success, now),
+            &audit(AuditKind::VerificationRequested, Outcome::Success, now),
+            &audit(AuditKind::Signup, Outcome::Failure, now),
+        ))
+        .unwrap();
+        assert_eq!(store.round_trips() - before, 1);
+        outcome
+    };
+    assert_eq!(attempt(1, "a@example.com", 1_000), SignupOutcome::Created);
+    // A taken email counts too.
+    assert_eq!(
+        attempt(2, "a@example.com", 1_001),
+        SignupOutcome::EmailTaken
+    );
+    assert_eq!(attempt(3, "b@example.com", 1_002), SignupOutcome::Created);
+    // The fourth is refused, for a new email and a taken one alike.
+    for (n, email) in [(4, "c@example.com"), (5, "a@example.com")] {
+        match attempt(n, email, 1_010) {
+            SignupOutcome::Refused(counter) => {
+                assert_eq!(
+                    policy.check(&counter, 1_010).unwrap_err().retry_after_secs,
+                    3_592
+                )
+            }
+            other => panic!("{email}: {other:?}"),
+        }
+    }
+    assert_eq!(db.scalar("SELECT count(*) FROM users"), 2);
+    assert_eq!(db.scalar("SELECT count(*) FROM one_time_tokens"), 2);
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM audit_events WHERE event = 'signup' AND outcome = 'denied'"
+        ),
+        2
+    );
+    assert_eq!(
+        db.scalar(
+            "SELECT count(*) FROM audit_events WHERE event = 'signup' AND outcome = 'failure'"
+        ),
+        1
+    );
+    // After the window, sign-ups are counted afresh.
+    assert_eq!(
+        attempt(6, "c@example.com", 1_002 + 3_600),
+        SignupOutcome::Created
     );
 }
