@@ -38,6 +38,12 @@ pub enum AuditKind {
     VerificationRequested,
     /// An address was verified with a verification token.
     EmailVerified,
+    /// An admin changed an account (active flag, roles).
+    AdminUserUpdated,
+    /// An admin cleared an account's throttle counters.
+    AdminUnlock,
+    /// An admin revoked every session of an account.
+    AdminSessionsRevoked,
 }
 
 /// How it ended.
@@ -68,7 +74,36 @@ impl AuditKind {
             AuditKind::PasswordReset => "password_reset",
             AuditKind::VerificationRequested => "verification_requested",
             AuditKind::EmailVerified => "email_verified",
+            AuditKind::AdminUserUpdated => "admin_user_updated",
+            AuditKind::AdminUnlock => "admin_unlock",
+            AuditKind::AdminSessionsRevoked => "admin_sessions_revoked",
         }
+    }
+}
+
+impl AuditKind {
+    /// Every kind, for parsing filters.
+    pub const ALL: [AuditKind; 15] = [
+        AuditKind::Signup,
+        AuditKind::Signin,
+        AuditKind::Refresh,
+        AuditKind::RefreshReuseDetected,
+        AuditKind::Signout,
+        AuditKind::PasswordChange,
+        AuditKind::Lockout,
+        AuditKind::SessionRevoked,
+        AuditKind::RecoveryRequested,
+        AuditKind::PasswordReset,
+        AuditKind::VerificationRequested,
+        AuditKind::EmailVerified,
+        AuditKind::AdminUserUpdated,
+        AuditKind::AdminUnlock,
+        AuditKind::AdminSessionsRevoked,
+    ];
+
+    /// The kind named `name` (its [`AuditKind::as_str`]).
+    pub fn parse(name: &str) -> Option<AuditKind> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == name)
     }
 }
 
@@ -94,6 +129,8 @@ pub struct AuditEvent {
     email: Option<String>,
     client_ip: Option<String>,
     reason: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actor_id: Option<String>,
 }
 
 impl AuditEvent {
@@ -107,6 +144,7 @@ impl AuditEvent {
             email: None,
             client_ip: None,
             reason: None,
+            actor_id: None,
         }
     }
 
@@ -143,6 +181,18 @@ impl AuditEvent {
     pub fn with_reason(mut self, reason: &'static str) -> Self {
         self.reason = Some(reason);
         self
+    }
+
+    /// The admin who acted on the user's account.
+    #[must_use]
+    pub fn with_actor(mut self, actor_id: impl Into<String>) -> Self {
+        self.actor_id = Some(actor_id.into());
+        self
+    }
+
+    /// The acting admin's user id, for admin actions.
+    pub fn actor_id(&self) -> Option<&str> {
+        self.actor_id.as_deref()
     }
 
     /// What was attempted.
@@ -185,6 +235,17 @@ impl AuditEvent {
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_kind_parses_from_its_name() {
+        for kind in AuditKind::ALL {
+            assert_eq!(AuditKind::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(AuditKind::parse("Signin"), None);
+        let names: std::collections::HashSet<_> =
+            AuditKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), AuditKind::ALL.len());
+    }
 
     #[test]
     fn serialises_snake_case_with_masked_email() {

@@ -8,6 +8,9 @@ use latch_domain::{
 
 use crate::{Database, Row, Rows, Statement, Store, StoreError, Value, stmt};
 
+mod admin;
+pub use admin::*;
+
 /// An audit event with what the database row needs besides the event.
 #[derive(Debug, Clone)]
 pub struct AuditRecord {
@@ -33,6 +36,7 @@ impl AuditRecord {
             event.client_ip().into(),
             event.reason().into(),
             self.request_id.as_deref().into(),
+            event.actor_id().into(),
         ]
     }
 
@@ -42,14 +46,14 @@ impl AuditRecord {
         let mut values = self.values();
         values.extend(params);
         stmt(
-            &format!("{INSERT_AUDIT} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {condition}"),
+            &format!("{INSERT_AUDIT} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {condition}"),
             values,
         )
     }
 
     fn insert(&self) -> Statement {
         stmt(
-            &format!("{INSERT_AUDIT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            &format!("{INSERT_AUDIT} VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
             self.values(),
         )
     }
@@ -67,11 +71,12 @@ impl AuditRecord {
             event.client_ip().into(),
             event.reason().into(),
             self.request_id.as_deref().into(),
+            event.actor_id().into(),
         ];
         values.extend(params);
         stmt(
             &format!(
-                "{INSERT_AUDIT} SELECT ?, ?, ?, ?, t.user_id, NULL, ?, ?, ?, ? \
+                "{INSERT_AUDIT} SELECT ?, ?, ?, ?, t.user_id, NULL, ?, ?, ?, ?, ? \
                  FROM one_time_tokens t JOIN users u ON u.id = t.user_id WHERE {token_condition}"
             ),
             values,
@@ -91,18 +96,19 @@ impl AuditRecord {
             event.client_ip().into(),
             event.reason().into(),
             self.request_id.as_deref().into(),
+            event.actor_id().into(),
         ];
         values.extend(params);
         stmt(
             &format!(
-                "{INSERT_AUDIT} SELECT ?, ?, ?, ?, s.user_id, s.id, ?, ?, ?, ? FROM sessions s WHERE {session_condition}"
+                "{INSERT_AUDIT} SELECT ?, ?, ?, ?, s.user_id, s.id, ?, ?, ?, ?, ? FROM sessions s WHERE {session_condition}"
             ),
             values,
         )
     }
 }
 
-const INSERT_AUDIT: &str = "INSERT INTO audit_events (id, at, event, outcome, user_id, session_id, email, client_ip, reason, request_id)";
+const INSERT_AUDIT: &str = "INSERT INTO audit_events (id, at, event, outcome, user_id, session_id, email, client_ip, reason, request_id, actor_id)";
 
 /// A user as the routes see it.
 #[derive(Debug, Clone, PartialEq, Eq)]

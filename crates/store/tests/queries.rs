@@ -7,7 +7,8 @@ use std::cell::RefCell;
 
 use futures::executor::block_on;
 use latch_domain::{
-    AuditEvent, AuditKind, Email, Outcome, RefreshToken, ThrottleKey, ThrottlePolicy, ThrottleState,
+    AuditEvent, AuditKind, Email, Outcome, RefreshToken, Role, ThrottleKey, ThrottlePolicy,
+    ThrottleState,
 };
 use latch_store::{
     AuditRecord, Database, NewSession, NewToken, NewUser, RefreshOutcome, RevokeOutcome, Rows,
@@ -1303,4 +1304,135 @@ fn sign_ups_from_one_address_are_throttled_whether_or_not_the_email_exists() {
         attempt(6, "c@example.com", 1_002 + 3_600),
         SignupOutcome::Created
     );
+}
+
+#[test]
+fn admin_queries_check_the_caller_and_page_by_email() {
+    use latch_store::{AdminAccess, AdminCaller, AuditFilter, UserChange};
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    for (id, email) in [
+        ("admin", "root@example.com"),
+        ("u1", "ann@example.com"),
+        ("u2", "bob@example.com"),
+        ("u3", "anna@example.org"),
+    ] {
+        sign_up(&store, id, email);
+    }
+    db.conn
+        .borrow()
+        .execute(
+            "INSERT INTO user_roles (user_id, role_id, created_at) VALUES ('admin', 'role-admin', 0)",
+            [],
+        )
+        .unwrap();
+    session(&store, "s-admin", "admin", &token(1).0, 2_000);
+    session(&store, "s-u1", "u1", &token(2).0, 2_000);
+    let admin = AdminCaller {
+        session_id: "s-admin",
+        user_id: "admin",
+        now: 2_010,
+    };
+    let user = AdminCaller {
+        session_id: "s-u1",
+        user_id: "u1",
+        now: 2_010,
+    };
+
+    assert_eq!(
+        block_on(store.admin_list_users(&user, "", None, 10))
+            .unwrap()
+            .unwrap_err(),
+        AdminAccess::NotAdmin
+    );
+    let before = store.round_trips();
+    let page = block_on(store.admin_list_users(&admin, "an", None, 1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(store.round_trips() - before, 1);
+    assert_eq!(page.users.len(), 1);
+    assert_eq!(page.users[0].email, "ann@example.com");
+    let next = page.next_after.unwrap();
+    let page = block_on(store.admin_list_users(&admin, "an", Some(&next), 1))
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.users[0].email, "anna@example.org");
+    assert_eq!(page.next_after, None);
+    let all = block_on(store.admin_list_users(&admin, "", None, 100))
+        .unwrap()
+        .unwrap();
+    assert_eq!(all.users.len(), 4);
+
+    let detail = block_on(store.admin_user(&admin, "u1"))
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(detail.sessions.len(), 1);
+    assert!(
+        block_on(store.admin_user(&admin, "nobody"))
+            .unwrap()
+            .unwrap()
+            .is_none()
+    );
+
+    // Disabling revokes every session, and records the actor.
+    let disable = UserChange {
+        is_active: Some(false),
+        roles: Some(vec![Role::User, Role::Admin]),
+    };
+    let record = audit(AuditKind::AdminUserUpdated, Outcome::Success, 2_011);
+    let mut record = record;
+    record.event = record.event.with_user("u1").with_actor("admin");
+    let updated = block_on(store.admin_update_user(&admin, "u1", &disable, &record))
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(!updated.is_active);
+    assert_eq!(updated.roles, vec!["admin".to_string(), "user".to_string()]);
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE user_id = 'u1' AND revoked_reason = 'admin_disabled'"),
+        1
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM audit_events WHERE event = 'admin_user_updated' AND actor_id = 'admin' AND user_id = 'u1'"),
+        1
+    );
+    // A non-admin changes nothing.
+    let sneaky = audit(AuditKind::AdminUserUpdated, Outcome::Success, 2_012);
+    let enable = UserChange {
+        is_active: Some(true),
+        roles: None,
+    };
+    assert_eq!(
+        block_on(store.admin_update_user(&user, "u2", &enable, &sneaky))
+            .unwrap()
+            .unwrap_err(),
+        AdminAccess::SessionEnded
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM audit_events WHERE event = 'admin_user_updated'"),
+        1
+    );
+
+    let revoke = audit(AuditKind::AdminSessionsRevoked, Outcome::Success, 2_013);
+    session(&store, "s-u2", "u2", &token(3).0, 2_000);
+    assert_eq!(
+        block_on(store.admin_revoke_sessions(&admin, "u2", &revoke))
+            .unwrap()
+            .unwrap(),
+        Some(1)
+    );
+    let page = block_on(store.admin_audit(
+        &admin,
+        &AuditFilter {
+            user_id: None,
+            event: Some("admin_user_updated"),
+            before: None,
+        },
+        10,
+    ))
+    .unwrap()
+    .unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].actor_id.as_deref(), Some("admin"));
 }

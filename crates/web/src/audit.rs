@@ -22,7 +22,7 @@ pub fn record(ctx: &Ctx, event: AuditEvent, now: i64) -> Result<AuditRecord, Api
 /// `event`/`outcome` pairs as `latch_auth_events_total`).
 pub fn log(ctx: &Ctx, record: &AuditRecord) {
     let event = &record.event;
-    let line = serde_json::json!({
+    let mut line = serde_json::json!({
         "level": "info",
         "event": event.kind().as_str(),
         "outcome": event.outcome().as_str(),
@@ -37,5 +37,8 @@ pub fn log(ctx: &Ctx, record: &AuditRecord) {
         "audit_id": record.id,
         "ts": crate::time::rfc3339(record.at),
     });
+    if let Some(actor) = event.actor_id() {
+        line["actor_id"] = serde_json::Value::from(actor);
+    }
     println!("{line}");
 }
