@@ -2,7 +2,7 @@
 # Builds the Spin components, pushes the app as an OCI artefact, creates the Secret from
 # environment variables when it does not exist yet, applies an overlay (with the
 # per-deploy values: image, host, TLS issuer, ACME contact, database and email webhook
-# origins, public URL) and waits until every SpinApp's Deployment has rolled out.
+# origins, public URL, admin allow-list) and waits until every SpinApp's Deployment has rolled out.
 set -euo pipefail
 
 SCRIPT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -44,6 +44,11 @@ Usage: scripts/deploy-to-k8s.sh [options]
                      (<URL>/reset-password?token=..., <URL>/verify-email?token=...: pages
                      of your front end; or LATCH_PUBLIC_URL). Default https://<host>
                      (production, split); the local overlay's https://localhost:8443
+  --admin-cidrs LIST client addresses allowed to reach /admin/... (or LATCH_ADMIN_CIDRS):
+                     comma-separated CIDR ranges, e.g. 203.0.113.0/24,198.51.100.7/32.
+                     Default: the manifests' private ranges 10.0.0.0/8, 172.16.0.0/12,
+                     192.168.0.0/16 (a VPN or bastion inside the VPC). Needs ingress-nginx
+                     to see client addresses (docs/k8s-deployment.md, "Protecting /admin")
   --context NAME     kubectl context (default: kind-latch for local, else the current one)
   --skip-build       do not run `spin build` (CI builds in an earlier job)
   --skip-push        do not run `spin registry push` (the image is already there)
@@ -86,6 +91,7 @@ ACME_EMAIL="${LATCH_ACME_EMAIL:-}"
 ACME_SERVER="${LATCH_ACME_SERVER:-$DEFAULT_ACME_SERVER}"
 PUBLIC_URL="${LATCH_PUBLIC_URL:-}"
 REQUIRE_VERIFIED_EMAIL="${LATCH_REQUIRE_VERIFIED_EMAIL:-}"
+ADMIN_CIDRS="${LATCH_ADMIN_CIDRS:-}"
 CONTEXT=""
 SKIP_BUILD=0
 SKIP_PUSH=0
@@ -94,7 +100,7 @@ UPDATE_SECRET=0
 TIMEOUT="5m"
 while (($#)); do
   case "$1" in
-    --overlay | --image | --host | --tls-issuer | --acme-email | --acme-server | --public-url | --context | --timeout)
+    --overlay | --image | --host | --tls-issuer | --acme-email | --acme-server | --public-url | --admin-cidrs | --context | --timeout)
       need_value "$@"
       case "$1" in
         --overlay) OVERLAY="$2" ;;
@@ -104,6 +110,7 @@ while (($#)); do
         --acme-email) ACME_EMAIL="$2" ;;
         --acme-server) ACME_SERVER="$2" ;;
         --public-url) PUBLIC_URL="$2" ;;
+        --admin-cidrs) ADMIN_CIDRS="$2" ;;
         --context) CONTEXT="$2" ;;
         --timeout) TIMEOUT="$2" ;;
       esac
@@ -174,6 +181,24 @@ case "$REQUIRE_VERIFIED_EMAIL" in
   "" | true | false) ;;
   *) die "LATCH_REQUIRE_VERIFIED_EMAIL must be true or false, got '$REQUIRE_VERIFIED_EMAIL'" ;;
 esac
+# The admin API's source allow-list (Ingress latch-admin, k8s/base/ingress-admin.yaml).
+# Written into the deploy overlay's YAML: checked strictly, and never "everyone".
+if [[ -n "$ADMIN_CIDRS" ]]; then
+  ADMIN_CIDRS="${ADMIN_CIDRS// /}"
+  IFS=, read -ra admin_ranges <<<"$ADMIN_CIDRS"
+  ((${#admin_ranges[@]})) || die "--admin-cidrs is empty"
+  for range in "${admin_ranges[@]}"; do
+    [[ "$range" =~ ^([0-9]{1,3}\.){3}[0-9]{1,3}(/([0-9]|[12][0-9]|3[0-2]))?$ ||
+      "$range" =~ ^[0-9a-fA-F]*:[0-9a-fA-F:.]*(/([0-9]|[1-9][0-9]|1[01][0-9]|12[0-8]))?$ ]] ||
+      die "--admin-cidrs: not an address or CIDR range: '$range'"
+    [[ "$range" != */0 ]] ||
+      die "--admin-cidrs: $range admits every address; name your operators' ranges (the admin role is required either way)"
+  done
+  unset admin_ranges range
+elif [[ "$OVERLAY" != local ]]; then
+  info "admin API: /admin/... reachable from private addresses only (10.0.0.0/8, 172.16.0.0/12," \
+    "192.168.0.0/16); --admin-cidrs (LATCH_ADMIN_CIDRS) for your operators' ranges"
+fi
 # The webhook URL is a secret (it may carry a token): checked here, never printed.
 if [[ -n "${EMAIL_WEBHOOK_URL:-}" ]]; then
   [[ "$EMAIL_WEBHOOK_URL" =~ ^https?://[^/?#[:space:]]+([/?#][^[:space:]]*)?$ ]] ||
@@ -294,7 +319,8 @@ relative_path() {
 }
 
 # A kustomization in a temp dir on top of the chosen overlay: the per-deploy values
-# (image, host, TLS issuer and ACME contact, database origin) stay out of git.
+# (image, host, TLS issuer and ACME contact, database origin, admin allow-list) stay out
+# of git.
 write_deploy_overlay() {
   make_private_dir
   DEPLOY_DIR="$MADE_DIR"
@@ -341,9 +367,20 @@ write_deploy_overlay() {
         "$LATCH_NAMESPACE"
       printf '      - %s\n' "${literals[@]}"
     fi
+    [[ "$OVERLAY" != local || -n "$ADMIN_CIDRS" ]] && printf 'patches:\n'
+    if [[ -n "$ADMIN_CIDRS" ]]; then
+      cat <<EOF
+  - target:
+      kind: Ingress
+      name: latch-admin
+    patch: |-
+      - op: replace
+        path: /metadata/annotations/nginx.ingress.kubernetes.io~1whitelist-source-range
+        value: "$ADMIN_CIDRS"
+EOF
+    fi
     if [[ "$OVERLAY" != local ]]; then
       cat <<EOF
-patches:
   - target:
       kind: Ingress
     patch: |-

@@ -51,6 +51,15 @@ AUTH = "latch_auth_events_total"
 RECOVERY_EVENTS = "recovery_requested|password_reset|verification_requested|email_verified"
 DELIVERY = 'event="email_delivery"'
 DELIVERED = f'{DELIVERY}, outcome=~"success|failure"'
+# The admin API (issue 15): each change an admin makes writes one audit line (outcome
+# success) with the acting admin's id (actor_id) beside the account's (user_id). Reads
+# (list, detail, audit trail) and refusals write none: the span metrics show those.
+ADMIN_EVENTS = "admin_user_updated|admin_unlock|admin_sessions_revoked"
+ADMIN = f'event=~"{ADMIN_EVENTS}"'
+ADMIN_ROUTES = 'http_route=~"/admin/.+"'
+# LatchAdminActionBurst (dashboards/alerts/latch-alerts.yaml): more than this many admin
+# actions in 5 minutes.
+ADMIN_BURST = 20
 SPIN_REQ = "spin_request_count_total"
 MEM = "spin_component_memory_used_bytes"
 MEM_INIT = "spin_component_memory_used_on_init_bytes"
@@ -428,7 +437,8 @@ def overview() -> Dash:
          "reqps", stack=True)
     d.ts("Client errors (4xx) per second by status code",
          "400 (validation, or an invalid one-time token on /auth/password/reset and /auth/email/verify), "
-         "401 (bad credentials or token), 403 (address not verified, with require_verified_email), "
+         "401 (bad credentials or token), 403 (address not verified, with require_verified_email; on /admin/..., "
+         "no admin role or self-demotion), "
          "409 (email taken, or already verified on resend), 429 (rate limit or lock-out) and other 4xx. "
          "A rise in 401/429 on /auth/signin is usually credential stuffing: see the Auth outcomes dashboard.",
          [(f"sum by (http_response_status_code) (rate({CALLS}{{{SERVER}, {ROUTE}, http_response_status_code=~\"4..\"}}[$__rate_interval]))",
@@ -573,6 +583,49 @@ def auth() -> Dash:
            "request id of the API call, never the token, the link or the address.",
            '{service_name="latch"} |= "email_delivery" | json | __error__="" | event="email_delivery" '
            '| outcome="failure" | line_format "{{.kind}} reason={{.reason}} request={{.request_id}}"',
+           h=8)
+
+    d.row("Admin actions (admin API)")
+    d.stat("Admin actions", "Changes made through the admin API in the selected time range: account updates, "
+           "lock-outs lifted and session revocations (one audit line each, with the acting admin's id).",
+           inc(ADMIN), "short", decimals=0, w=5)
+    d.stat("Accounts changed", "PATCH /admin/users/{id} (admin_user_updated): isActive and/or roles changed. "
+           "Disabling an account also revoked all of its sessions.",
+           inc('event="admin_user_updated"'), "short", decimals=0, w=5)
+    d.stat("Lock-outs lifted", "POST /admin/users/{id}/unlock (admin_unlock): the account's sign-in, password "
+           "check and recovery throttle counters were cleared.",
+           inc('event="admin_unlock"'), "short", decimals=0, w=5)
+    d.stat("Session revocations", "POST /admin/users/{id}/sessions/revoke (admin_sessions_revoked): every session "
+           "of one account revoked (one event however many sessions).",
+           inc('event="admin_sessions_revoked"'), "short", decimals=0, w=5)
+    d.stat("Admin requests refused",
+           "Requests to /admin/... answered 401 (no or ended session) or 403 (no admin role, or an admin trying "
+           "to demote or disable themselves). Refusals write no audit line; a steady count means someone probes "
+           "the admin API with a user token.",
+           f"sum(increase({CALLS}{{{SERVER}, {ADMIN_ROUTES}, http_response_status_code=~\"401|403\"}}[$__range]))",
+           "short", [(1, "orange"), (20, "red")], decimals=0, w=4)
+    d.ts("Admin actions per minute by event",
+         "admin_user_updated, admin_unlock and admin_sessions_revoked per minute.",
+         [(f"60 * sum by (event) (rate({AUTH}{{{SVC}, {ADMIN}}}[$__rate_interval]))", "{{event}}")],
+         "short", stack=True, w=8)
+    d.ts("Admin actions in 5 minutes",
+         f"All admin actions over a sliding 5-minute window: LatchAdminActionBurst fires above {ADMIN_BURST} "
+         "(the line), for a minute. A burst is a bulk clean-up, a script, or a stolen admin token.",
+         [(f"sum(increase({AUTH}{{{SVC}, {ADMIN}}}[5m]))", "admin actions (5 min)")],
+         "short", [(ADMIN_BURST, "red")], w=8, threshold_style="line")
+    d.ts("Admin API requests by route and status",
+         "Every request to the admin routes, reads included (list, detail, audit trail), by route and status "
+         "code, from the server spans.",
+         [(f"sum by (http_route, http_response_status_code) (rate({CALLS}{{{SERVER}, {ADMIN_ROUTES}}}"
+           "[$__rate_interval]))", "{{http_route}} {{http_response_status_code}}")],
+         "reqps", w=8)
+    d.logs("Admin action lines",
+           "Who did what to whom: the acting admin (actor_id), the account (user_id), the reason (disabled, "
+           "enabled, roles...) and the request id. GET /admin/audit?userId=... returns the same events from the "
+           "database, with the full history.",
+           '{service_name="latch"} |= "\\"admin_" | json | __error__="" | event=~"' + ADMIN_EVENTS + '" '
+           '| line_format "{{.event}} actor={{.actor_id}} user={{.user_id}} reason={{.reason}} ip={{.client_ip}} '
+           'request={{.request_id}}"',
            h=8)
 
     d.row("Audit lines and traces")

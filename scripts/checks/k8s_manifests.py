@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import ipaddress
 import json
 import math
 import re
@@ -56,6 +57,10 @@ CERT_MANAGER_SHIM_ANNOTATIONS = ("cert-manager.io/cluster-issuer", "cert-manager
 PROBE_COMPONENTS = ("health", "ready")
 # Routes deliberately not exposed through the Ingress (the kubelet calls them directly).
 PRIVATE_ROUTES = {"/ready"}
+# The admin API (issue 15): routed only by an Ingress that restricts client addresses
+# (k8s/base/ingress-admin.yaml), and that Ingress routes nothing else.
+ADMIN_ROUTE_PREFIX = "/admin/"
+ADMIN_ALLOWLIST_ANNOTATION = "nginx.ingress.kubernetes.io/whitelist-source-range"
 # Idle memory must stay this many percentage points under the HPA memory target, or
 # ordinary jitter keeps the HPA above target and it never scales back down.
 IDLE_MEMORY_MARGIN_POINTS = 20
@@ -143,9 +148,18 @@ class SpinManifest:
 
 
 def ingress_rule_for_route(route: str) -> tuple[str, str]:
-    """The (path, pathType) an nginx Ingress needs to send exactly this Spin route."""
+    """The (path, pathType) an nginx Ingress needs to send exactly this Spin route.
+
+    A `:name` parameter segment cannot be matched by an Ingress path: such a route needs
+    Prefix on the segments before its first parameter (Spin answers 404 for the other
+    paths under it). A route equal to that prefix is then carried by the Prefix rule too.
+    """
     if route.endswith("/..."):
         return route[: -len("/...")], "Prefix"
+    segments = route.split("/")
+    for i, segment in enumerate(segments):
+        if segment.startswith(":"):
+            return "/".join(segments[:i]) or "/", "Prefix"
     return route, "Exact"
 
 
@@ -573,10 +587,17 @@ def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: 
     # Ingress: every public route, to the SpinApp that serves it, nothing else.
     problems = []
     ingresses = overlay.of_kind("Ingress")
-    wanted = {ingress_rule_for_route(r): c for r, c in spin.routes.items() if r not in PRIVATE_ROUTES}
+    wanted: dict[tuple[str, str], set[str]] = {}
+    for r, c in spin.routes.items():
+        if r not in PRIVATE_ROUTES:
+            wanted.setdefault(ingress_rule_for_route(r), set()).add(c)
     seen: dict[tuple[str, str], str] = {}
     if not ingresses:
         problems.append("no Ingress rendered")
+    rendered_keys = [(p["path"], p["pathType"]) for ing in ingresses for rule in ing["spec"].get("rules", [])
+                     for p in rule.get("http", {}).get("paths", [])]
+    for key in sorted({k for k in rendered_keys if rendered_keys.count(k) > 1}):
+        problems.append(f"{key[1]} {key[0]} is routed more than once: nginx would pick one of them")
     for ing in ingresses:
         annotations = ing["metadata"].get("annotations", {})
         if ing["spec"].get("ingressClassName") != "nginx":
@@ -599,12 +620,45 @@ def consistency_problems(overlay: Overlay, spin: SpinManifest, secret_template: 
                 if app is None:
                     problems.append(f"{ref(ing)} {key[0]} goes to Service {backend['name']!r}, "
                                     "which no SpinApp here creates")
-                elif wanted[key] not in served_components(app, spin):
+                    continue
+                carried = set(wanted[key])
+                # Prefix P also matches P itself: it carries an Exact route P no rule names.
+                if key[1] == "Prefix" and (key[0], "Exact") not in rendered_keys:
+                    carried |= wanted.get((key[0], "Exact"), set())
+                missing = sorted(carried - served_components(app, spin))
+                if missing:
                     problems.append(f"{ref(ing)} {key[0]} goes to {backend['name']}, which does not run "
-                                    f"component {wanted[key]}")
+                                    f"component(s) {missing}")
     for key in sorted(set(wanted) - set(seen)):
+        if key[1] == "Exact" and (key[0], "Prefix") in seen:
+            continue  # carried by the Prefix rule on the same path
         problems.append(f"public route {key[1]} {key[0]} is not routed by any Ingress")
     add("Ingress routes every public route, exactly, to its SpinApp", problems)
+
+    # The admin API only behind a source allow-list, on an Ingress of its own: the
+    # allow-list annotation applies to every path of its Ingress.
+    problems = []
+    for ing in ingresses:
+        paths = [p["path"] for rule in ing["spec"].get("rules", []) for p in rule.get("http", {}).get("paths", [])]
+        admin = [p for p in paths if (p + "/").startswith(ADMIN_ROUTE_PREFIX)]
+        if not admin:
+            continue
+        if len(admin) != len(paths):
+            problems.append(f"{ref(ing)} routes {admin} beside public paths: give /admin an Ingress of its own")
+        value = ing["metadata"].get("annotations", {}).get(ADMIN_ALLOWLIST_ANNOTATION, "")
+        ranges = [r.strip() for r in value.split(",") if r.strip()]
+        if not ranges:
+            problems.append(f"{ref(ing)} routes {admin} without {ADMIN_ALLOWLIST_ANNOTATION}: "
+                            "the admin API would be open to every address")
+        for r in ranges:
+            try:
+                network = ipaddress.ip_network(r, strict=False)
+            except ValueError:
+                problems.append(f"{ref(ing)} allow-list entry {r!r} is not an address or CIDR range")
+                continue
+            if network.prefixlen == 0:
+                problems.append(f"{ref(ing)} allow-list entry {r} admits every address")
+    add("admin routes only through an Ingress with a source allow-list", problems)
 
     # TLS at the edge: every Ingress host over HTTPS with a certificate cert-manager
     # keeps, and plain HTTP redirected.
@@ -756,6 +810,24 @@ def consistency_self_test(overlay: Overlay, spin: SpinManifest, template: dict) 
     def first(kind: str):
         return lambda docs: next(d for d in docs if d.get("kind") == kind)
 
+    def is_admin(ingress: dict) -> bool:
+        return any(p["path"].startswith(ADMIN_ROUTE_PREFIX) for rule in ingress["spec"].get("rules", [])
+                   for p in rule.get("http", {}).get("paths", []))
+
+    def admin_ingress(docs: list[dict]) -> dict:
+        return next(d for d in docs if d.get("kind") == "Ingress" and is_admin(d))
+
+    def public_ingress(docs: list[dict]) -> dict:
+        return next(d for d in docs if d.get("kind") == "Ingress" and not is_admin(d))
+
+    def misroute_admin(docs: list[dict]) -> None:
+        # To a SpinApp without admin-user (split), else to a Service no SpinApp creates.
+        others = [name_of(a) for a in docs if a.get("kind") == "SpinApp"
+                  and "admin-user" not in (a["spec"].get("components") or spin.components)]
+        for path in admin_ingress(docs)["spec"]["rules"][0]["http"]["paths"]:
+            if path["pathType"] == "Prefix":
+                path["backend"]["service"]["name"] = others[0] if others else "latch-old"
+
     mutations = [
         ("an HPA aimed at a Deployment no SpinApp creates", "each HPA scales",
          lambda docs: first("HorizontalPodAutoscaler")(docs)["spec"]["scaleTargetRef"].update(name="latch-old")),
@@ -778,6 +850,15 @@ def consistency_self_test(overlay: Overlay, spin: SpinManifest, template: dict) 
          lambda docs: first("Ingress")(docs)["spec"]["rules"][0]["http"]["paths"].append(
              {"path": "/metrics", "pathType": "Exact",
               "backend": {"service": {"name": name_of(first("SpinApp")(docs)), "port": {"number": 80}}}})),
+        ("a public route beside the admin paths", "admin routes only through",
+         lambda docs: admin_ingress(docs)["spec"]["rules"][0]["http"]["paths"].append(
+             public_ingress(docs)["spec"]["rules"][0]["http"]["paths"].pop(0))),
+        ("an admin Ingress without its source allow-list", "admin routes only through",
+         lambda docs: admin_ingress(docs)["metadata"]["annotations"].pop(ADMIN_ALLOWLIST_ANNOTATION)),
+        ("an admin allow-list of 0.0.0.0/0", "admin routes only through",
+         lambda docs: admin_ingress(docs)["metadata"]["annotations"].update(
+             {ADMIN_ALLOWLIST_ANNOTATION: "10.0.0.0/8,0.0.0.0/0"})),
+        ("/admin/users/:id sent to a SpinApp that does not run it", "Ingress routes", misroute_admin),
         ("a NetworkPolicy whose OTLP rule misses the collector's pods", "NetworkPolicy and PodDisruptionBudget",
          lambda docs: [peer["podSelector"].update(matchLabels={"app": "collector"})
                        for rule in first("NetworkPolicy")(docs)["spec"]["egress"]

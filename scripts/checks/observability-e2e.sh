@@ -4,7 +4,7 @@
 # receiver, drives traffic through every route -- successes, validation
 # failures, a lock-out, a refresh-token reuse, sessions, password change,
 # sign-out, account recovery and email verification with delivered and failed
-# messages -- then runs scripts/checks/observability-live.sh, which scrapes it
+# messages, the admin API (reads, each kind of change, refusals) -- then runs scripts/checks/observability-live.sh, which scrapes it
 # with a real Prometheus and runs every dashboard query. Needs
 # `target/debug/latch` and the built components (scripts/test.sh builds them
 # first).
@@ -128,6 +128,37 @@ echo "driving traffic through every route:" >&2
   for _ in 1 2 3 4 5 6; do
     call -X POST "$base/auth/password/forgot" "${json[@]}" -d '{"email":"victim@example.com"}'
   done
+
+  # The admin API (issue 15). The admin role is granted straight in the embedded
+  # database, as crates/e2e does; the access token of the next sign-in carries it.
+  admin_id=$(curl -s -X POST "$base/auth/signup" "${json[@]}" \
+    -d '{"email":"admin@example.com","password":"correct horse battery","fullName":"Ad Min"}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["userId"])')
+  python3 - "$work/data/sqlite/default.db" "$admin_id" <<'PY'
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], timeout=10)
+with db:
+    added = db.execute("INSERT INTO user_roles (user_id, role_id, created_at) VALUES (?, 'role-admin', 0)",
+                       (sys.argv[2],)).rowcount
+sys.exit(0 if added == 1 else f"granting admin: {added} rows added")
+PY
+  call -c "$work/adm" -X POST "$base/auth/signin" "${json[@]}" -d '{"email":"admin@example.com","password":"correct horse battery"}'
+  victim_id=$(curl -s -b "$work/adm" "$base/admin/users?query=victim" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["users"][0]["id"])')
+  call -b "$work/adm" "$base/admin/users?limit=2"
+  call -b "$work/adm" "$base/admin/users/$victim_id"
+  # victim@ was locked out above: lift it, disable and re-enable the account, end its
+  # sessions (admin_unlock, admin_user_updated, admin_sessions_revoked).
+  call -b "$work/adm" -X POST "$base/admin/users/$victim_id/unlock"
+  call -b "$work/adm" -X PATCH "$base/admin/users/$victim_id" "${json[@]}" -d '{"isActive":false}'
+  call -b "$work/adm" -X PATCH "$base/admin/users/$victim_id" "${json[@]}" -d '{"isActive":true}'
+  call -b "$work/adm" -X POST "$base/admin/users/$victim_id/sessions/revoke"
+  call -b "$work/adm" "$base/admin/audit?kind=admin_user_updated&limit=5"
+  # Refused: an admin demoting themselves (403), a user without the role (403), no token (401).
+  call -b "$work/adm" -X PATCH "$base/admin/users/$admin_id" "${json[@]}" -d '{"roles":["user"]}'
+  call -b "$work/c" "$base/admin/users"
+  call "$base/admin/audit"
+
   # Let the last deliveries finish (they run after the answers).
   sleep 2
 } >&2

@@ -52,7 +52,9 @@ EVENTS = {"signup", "signin", "refresh", "refresh_reuse_detected", "signout", "p
           # account recovery and email verification (issue 13)
           "recovery_requested", "password_reset", "verification_requested", "email_verified",
           # one line per email webhook delivery
-          "email_delivery"}
+          "email_delivery",
+          # changes made through the admin API, with the acting admin's id (issue 15)
+          "admin_user_updated", "admin_unlock", "admin_sessions_revoked"}
 # "logged": an email_delivery in development without a webhook URL (the link was printed).
 OUTCOMES = {"success", "failure", "denied", "logged"}
 # Labels added by a query (label_replace) rather than stored.
@@ -448,6 +450,20 @@ def check_rules(fails: Failures) -> list[Query]:
 # names and values used by queries
 
 
+def check_audit_events(fails: Failures) -> None:
+    """Every audit event the components can write (AuditKind::as_str) is in EVENTS, so a
+    new event cannot reach latch_auth_events_total without the dashboards knowing it."""
+    source = ROOT / "crates" / "domain" / "src" / "audit.rs"
+    if not source.exists():
+        fails.add(str(source.relative_to(ROOT)), "missing: cannot read the audit event names")
+        return
+    names = set(re.findall(r'AuditKind::\w+\s*=>\s*"([a-z0-9_]+)"', source.read_text()))
+    if not names:
+        fails.add(str(source.relative_to(ROOT)), "no `AuditKind::X => \"name\"` arms found")
+    for name in sorted(names - EVENTS):
+        fails.add(str(source.relative_to(ROOT)), f"audit event {name!r} is not in observability.py EVENTS")
+
+
 def check_names(queries: list[Query], fails: Failures) -> None:
     contract = read_table(DASH_DIR / "metric-contract.txt")
     k8s = read_table(DASH_DIR / "kubernetes-metrics.txt")
@@ -725,6 +741,7 @@ def cmd_static(args) -> int:
     fails = Failures()
     queries = collect(fails)
     check_names(queries, fails)
+    check_audit_events(fails)
     check_collector(fails)
     parsed = 0
     if args.prometheus:
