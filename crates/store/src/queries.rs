@@ -61,31 +61,32 @@ impl AuditRecord {
     /// Inserts the event with the user of the one-time token row that
     /// `token_condition` selects (alias `t`, joined to its user `u`).
     fn insert_for_token(&self, token_condition: &str, params: Vec<Value>) -> Statement {
-        let event = &self.event;
-        let mut values: Vec<Value> = vec![
-            self.id.as_str().into(),
-            self.at.into(),
-            event.kind().as_str().into(),
-            event.outcome().as_str().into(),
-            event.masked_email().into(),
-            event.client_ip().into(),
-            event.reason().into(),
-            self.request_id.as_deref().into(),
-            event.actor_id().into(),
-        ];
-        values.extend(params);
-        stmt(
-            &format!(
-                "{INSERT_AUDIT} SELECT ?, ?, ?, ?, t.user_id, NULL, ?, ?, ?, ?, ? \
-                 FROM one_time_tokens t JOIN users u ON u.id = t.user_id WHERE {token_condition}"
-            ),
-            values,
+        self.insert_selecting(
+            "t.user_id, NULL",
+            &format!("one_time_tokens t JOIN users u ON u.id = t.user_id WHERE {token_condition}"),
+            params,
         )
     }
 
     /// Inserts the event with user and session taken from the session row
     /// that `session_condition` selects (alias `s`).
     fn insert_for_session(&self, session_condition: &str, params: Vec<Value>) -> Statement {
+        self.insert_selecting(
+            "s.user_id, s.id",
+            &format!("sessions s WHERE {session_condition}"),
+            params,
+        )
+    }
+
+    /// `INSERT ... SELECT` of the event with its user and session columns
+    /// taken from `user_and_session` over `from` (a FROM clause and its
+    /// WHERE, whose placeholders `params` fill).
+    fn insert_selecting(
+        &self,
+        user_and_session: &str,
+        from: &str,
+        params: Vec<Value>,
+    ) -> Statement {
         let event = &self.event;
         let mut values: Vec<Value> = vec![
             self.id.as_str().into(),
@@ -101,7 +102,7 @@ impl AuditRecord {
         values.extend(params);
         stmt(
             &format!(
-                "{INSERT_AUDIT} SELECT ?, ?, ?, ?, s.user_id, s.id, ?, ?, ?, ?, ? FROM sessions s WHERE {session_condition}"
+                "{INSERT_AUDIT} SELECT ?, ?, ?, ?, {user_and_session}, ?, ?, ?, ?, ? FROM {from}"
             ),
             values,
         )

@@ -50,7 +50,7 @@ pub fn as_caller(claims: &AccessClaims, now: i64) -> AdminCaller<'_> {
 pub fn refused(access: AdminAccess) -> ApiError {
     match access {
         AdminAccess::SessionEnded => auth::session_ended(),
-        AdminAccess::NotAdmin | AdminAccess::Granted => admin_required(),
+        AdminAccess::NotAdmin => admin_required(),
     }
 }
 

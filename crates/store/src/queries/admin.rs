@@ -20,10 +20,9 @@ pub struct AdminCaller<'a> {
     pub now: i64,
 }
 
-/// Whether the caller may use the admin API.
+/// Why the caller may not use the admin API.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminAccess {
-    Granted,
     /// The caller's session is revoked or expired, or their account disabled (401).
     SessionEnded,
     /// The caller no longer has the `admin` role (403).
@@ -120,13 +119,14 @@ fn caller_is_admin(caller: &AdminCaller<'_>) -> (String, Vec<Value>) {
     )
 }
 
-fn access(row: &Row<'_>) -> Result<AdminAccess, StoreError> {
+/// `Err` with the refusal unless the row's access columns grant it.
+fn access(row: &Row<'_>) -> Result<Admin<()>, StoreError> {
     Ok(if !row.flag("caller_active")? {
-        AdminAccess::SessionEnded
+        Err(AdminAccess::SessionEnded)
     } else if !row.flag("caller_admin")? {
-        AdminAccess::NotAdmin
+        Err(AdminAccess::NotAdmin)
     } else {
-        AdminAccess::Granted
+        Ok(())
     })
 }
 
@@ -177,9 +177,8 @@ impl<D: Database> Store<D> {
             ))
             .await?;
         let head = first(&rows)?;
-        match access(&head)? {
-            AdminAccess::Granted => {}
-            refused => return Ok(Err(refused)),
+        if let Err(refused) = access(&head)? {
+            return Ok(Err(refused));
         }
         let mut users = Vec::new();
         for row in rows.iter() {
@@ -221,9 +220,8 @@ impl<D: Database> Store<D> {
             ))
             .await?;
         let head = first(&rows)?;
-        match access(&head)? {
-            AdminAccess::Granted => {}
-            refused => return Ok(Err(refused)),
+        if let Err(refused) = access(&head)? {
+            return Ok(Err(refused));
         }
         if head.opt_text("id")?.is_none() {
             return Ok(Ok(None));
@@ -327,9 +325,8 @@ impl<D: Database> Store<D> {
         );
         let rows = self.batch(&writes, Some(&read)).await?;
         let row = first(&rows)?;
-        match access(&row)? {
-            AdminAccess::Granted => {}
-            refused => return Ok(Err(refused)),
+        if let Err(refused) = access(&row)? {
+            return Ok(Err(refused));
         }
         if row.opt_text("id")?.is_none() {
             return Ok(Ok(None));
@@ -356,9 +353,8 @@ impl<D: Database> Store<D> {
             ))
             .await?;
         let row = first(&rows)?;
-        match access(&row)? {
-            AdminAccess::Granted => {}
-            refused => return Ok(Err(refused)),
+        if let Err(refused) = access(&row)? {
+            return Ok(Err(refused));
         }
         Ok(Ok(row.opt_text("email")?.map(str::to_string)))
     }
@@ -439,9 +435,8 @@ impl<D: Database> Store<D> {
         );
         let rows = self.batch(&writes, Some(&read)).await?;
         let row = first(&rows)?;
-        match access(&row)? {
-            AdminAccess::Granted => {}
-            refused => return Ok(Err(refused)),
+        if let Err(refused) = access(&row)? {
+            return Ok(Err(refused));
         }
         if !row.flag("known")? {
             return Ok(Ok(None));
@@ -495,9 +490,8 @@ impl<D: Database> Store<D> {
             ))
             .await?;
         let head = first(&rows)?;
-        match access(&head)? {
-            AdminAccess::Granted => {}
-            refused => return Ok(Err(refused)),
+        if let Err(refused) = access(&head)? {
+            return Ok(Err(refused));
         }
         let mut events = Vec::new();
         for row in rows.iter() {
