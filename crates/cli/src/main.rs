@@ -1,7 +1,9 @@
 //! `latch`: runs a Spin application's HTTP components on wasmtime.
 
+mod admin;
 mod build;
 mod check;
+mod database;
 mod migrate;
 mod up;
 
@@ -37,6 +39,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Apply the ordered SQL files of migrations/ to a database (embedded or SQLite Cloud).
     Migrate(migrate::MigrateArgs),
+    /// Grant or revoke the `admin` role of an account (embedded or SQLite Cloud).
+    Admin(admin::AdminArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +51,7 @@ fn main() -> std::process::ExitCode {
         Command::Build(args) => build::run(&args),
         Command::Check(args) => check::run(&args),
         Command::Migrate(args) => migrate::run(&args),
+        Command::Admin(args) => admin::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

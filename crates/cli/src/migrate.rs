@@ -2,23 +2,20 @@
 //! embedded `default` database of `latch up`, another SQLite file, or SQLite
 //! Cloud over HTTP; and the start-up migration of `latch up`.
 //!
-//! The credential of a database URL is never printed: targets are shown with
-//! `DatabaseUrl::redacted()`, and every error message is scrubbed of it
-//! before it leaves this module.
+//! The credential of a database URL is never printed: the destination
+//! ([`crate::database`]) shows it redacted and scrubs every error message of
+//! it before it leaves this module.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use anyhow::bail;
 use latch_migrate::{
-    HttpResponse, HttpTarget, MigrationFile, Progress, SqliteTarget, State, StatusEntry, Target,
-    load_dir, migrate, migration_status,
+    HttpTarget, MigrationFile, Progress, SqliteTarget, State, StatusEntry, Target, load_dir,
+    migrate, migration_status,
 };
-use latch_weblite::DatabaseUrl;
 
-/// The `latch up` database label that migrations apply to.
-const DEFAULT_LABEL: &str = "default";
+use crate::database::{DatabaseArgs, Destination, default_database, refuse_stray, ureq_transport};
 
 #[derive(clap::Args)]
 pub struct MigrateArgs {
@@ -28,87 +25,16 @@ pub struct MigrateArgs {
     /// The directory of `NNNN_name.sql` files [default: migrations/ beside the manifest].
     #[arg(long, value_name = "DIR")]
     pub migrations: Option<PathBuf>,
-    /// SQLite Cloud: sqlitecloud://HOST[:PORT]/DATABASE?apikey=KEY (or ?token=TOKEN),
-    /// https://HOST/DATABASE?apikey=KEY, or http://127.0.0.1:PORT/DATABASE?apikey=KEY
-    /// (loopback only, e.g. the stand-in). Without this flag, --database or --data-dir:
-    /// $DATABASE_URL, then $SPIN_VARIABLE_DATABASE_URL, when set and not empty.
-    #[arg(long, value_name = "URL", conflicts_with_all = ["database", "data_dir"])]
-    pub database_url: Option<String>,
-    /// An embedded SQLite file (created when missing).
-    #[arg(long, value_name = "PATH", conflicts_with = "data_dir")]
-    pub database: Option<PathBuf>,
-    /// The data directory of `latch up`: the default target is its `default`
-    /// database, DATA_DIR/sqlite/default.db [default: .latch].
-    #[arg(long, value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
+    /// Where migrations go; an embedded file is created when missing.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
     /// List applied and pending migrations; apply nothing.
     #[arg(long)]
     pub status: bool,
-    /// Timeout of one HTTP request to SQLite Cloud, in seconds.
-    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
-    pub timeout: u64,
     /// Stray arguments (e.g. a URL without --database-url), caught here so
     /// the error does not echo them: they may hold a credential.
     #[arg(hide = true)]
     pub stray: Vec<String>,
-}
-
-/// Where migrations go.
-enum Destination {
-    Cloud {
-        url: DatabaseUrl,
-        /// The flag or variable the URL came from.
-        source: &'static str,
-    },
-    File(PathBuf),
-}
-
-impl Destination {
-    fn choose(args: &MigrateArgs) -> anyhow::Result<Destination> {
-        if let Some(text) = &args.database_url {
-            return Self::cloud(text, "--database-url");
-        }
-        if let Some(path) = &args.database {
-            return Ok(Destination::File(path.clone()));
-        }
-        if let Some(dir) = &args.data_dir {
-            return Ok(Destination::File(default_database(dir)));
-        }
-        for variable in ["DATABASE_URL", "SPIN_VARIABLE_DATABASE_URL"] {
-            if let Some(text) = std::env::var_os(variable) {
-                let Some(text) = text.to_str() else {
-                    bail!("${variable} is not valid UTF-8");
-                };
-                if !text.trim().is_empty() {
-                    return Self::cloud(text, variable);
-                }
-            }
-        }
-        Ok(Destination::File(default_database(Path::new(".latch"))))
-    }
-
-    fn cloud(text: &str, source: &'static str) -> anyhow::Result<Destination> {
-        // UrlError messages never carry the credential.
-        let url = DatabaseUrl::parse(text)
-            .map_err(|e| anyhow::anyhow!("invalid database URL in {source}: {e}"))?;
-        Ok(Destination::Cloud { url, source })
-    }
-
-    /// The credential, to scrub from messages.
-    fn secret(&self) -> Option<String> {
-        match self {
-            Destination::Cloud { url, .. } => url
-                .authorization_header()
-                .strip_prefix("Bearer ")
-                .map(str::to_owned),
-            Destination::File(_) => None,
-        }
-    }
-}
-
-/// `<data-dir>/sqlite/default.db`, named by the runner's own function.
-fn default_database(data_dir: &Path) -> PathBuf {
-    latch_runner::host::sqlite::database_path(data_dir, DEFAULT_LABEL)
 }
 
 /// `--migrations`, else `migrations/` beside the manifest.
@@ -123,25 +49,9 @@ fn migrations_dir(manifest: &Path, migrations: Option<&Path>) -> PathBuf {
 }
 
 pub fn run(args: &MigrateArgs) -> anyhow::Result<()> {
-    if !args.stray.is_empty() {
-        bail!(
-            "unexpected argument (not shown: it may hold a credential); `latch migrate` takes no \
-             positional arguments: give a database URL with --database-url URL"
-        );
-    }
-    let destination = Destination::choose(args)?;
-    let secret = destination.secret();
-    let result = run_on(args, &destination);
-    // Defence in depth: whatever produced the message, the key never shows.
-    result.map_err(|e| {
-        let message = format!("{e:#}");
-        match secret.as_deref() {
-            Some(secret) if message.contains(secret) => {
-                anyhow::anyhow!("{}", message.replace(secret, "REDACTED"))
-            }
-            _ => anyhow::anyhow!("{message}"),
-        }
-    })
+    refuse_stray(&args.stray, "`latch migrate` takes no positional arguments")?;
+    let destination = Destination::choose(&args.database)?;
+    destination.scrub(run_on(args, &destination))
 }
 
 fn run_on(args: &MigrateArgs, destination: &Destination) -> anyhow::Result<()> {
@@ -153,13 +63,11 @@ fn run_on(args: &MigrateArgs, destination: &Destination) -> anyhow::Result<()> {
         files.len(),
         plural(files.len())
     );
+    println!("{}", destination.describe());
     match destination {
-        Destination::Cloud { url, source } => {
-            println!("database: {} (from {source})", url.redacted());
-            let mut target = HttpTarget::new(
-                url.clone(),
-                ureq_transport(Duration::from_secs(args.timeout.max(1))),
-            );
+        Destination::Cloud { url, .. } => {
+            let mut target =
+                HttpTarget::new(url.clone(), ureq_transport(args.database.request_timeout()));
             if args.status {
                 print_status(&mut target, &files)
             } else {
@@ -167,7 +75,6 @@ fn run_on(args: &MigrateArgs, destination: &Destination) -> anyhow::Result<()> {
             }
         }
         Destination::File(path) => {
-            println!("database: {}", path.display());
             if args.status {
                 if !path.exists() {
                     println!("(the database file does not exist yet)");
@@ -293,31 +200,6 @@ fn format_unix_utc(seconds: i64) -> String {
         secs % 3600 / 60,
         secs % 60
     )
-}
-
-/// POSTs with ureq (rustls), a global timeout per request, and statuses
-/// returned rather than turned into errors. ureq's error messages name
-/// neither headers nor (here) a URL with a credential: the key travels in the
-/// Authorization header only.
-fn ureq_transport(timeout: Duration) -> impl latch_migrate::Transport {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .build()
-        .into();
-    move |url: &str, headers: &[(&str, &str)], body: &[u8]| {
-        let mut request = agent.post(url);
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let mut response = request.send(body).map_err(|e| e.to_string())?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .read_to_vec()
-            .map_err(|e| e.to_string())?;
-        Ok(HttpResponse { status, body })
-    }
 }
 
 /// The start-up migration of `latch up`: applies pending migrations to the

@@ -71,9 +71,10 @@ impl<T: Transport> HttpTarget<T> {
         &self.url
     }
 
-    /// Sends the text of a request (one statement, or a whole migration
-    /// whose values are already inlined) and decodes the answer.
-    fn send(&mut self, statement: &Statement) -> Result<QueryResult, TargetError> {
+    /// Sends the text of a request (one statement, or a whole migration or
+    /// batch whose values are already inlined) and decodes the answer: the
+    /// last statement's result. Also how `latch admin` writes.
+    pub fn send(&mut self, statement: &Statement) -> Result<QueryResult, TargetError> {
         let body = single_request_body(self.url.database(), statement)?;
         let authorization = self.url.authorization_header();
         let headers = [

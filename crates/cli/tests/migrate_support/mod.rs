@@ -39,6 +39,34 @@ impl Run {
     pub fn all(&self) -> String {
         format!("{}\n{}", self.stdout, self.stderr)
     }
+
+    /// Asserts that the run succeeded and printed each of `texts` on stdout.
+    #[track_caller]
+    pub fn succeeded_with(&self, texts: &[&str]) -> &Run {
+        assert!(self.ok(), "{self:?}");
+        for text in texts {
+            assert!(
+                self.stdout.contains(text),
+                "no {text:?} in:\n{}",
+                self.stdout
+            );
+        }
+        self
+    }
+
+    /// Asserts that the run failed and printed each of `texts` on stderr.
+    #[track_caller]
+    pub fn failed_with(&self, texts: &[&str]) -> &Run {
+        assert!(!self.ok(), "{self:?}");
+        for text in texts {
+            assert!(
+                self.stderr.contains(text),
+                "no {text:?} in:\n{}",
+                self.stderr
+            );
+        }
+        self
+    }
 }
 
 /// Runs `latch ARGS` in `cwd` with `envs`, without any inherited database
