@@ -31,8 +31,13 @@ fn run_on(
     (result, log)
 }
 
+/// The repository's first migration only: these tests are about the
+/// protocol (dialects, failures, faults), not the schema's later versions,
+/// and name their own broken migrations after it.
 fn repo_files() -> Vec<MigrationFile> {
-    load_dir(&common::repo_migrations()).unwrap()
+    let mut files = load_dir(&common::repo_migrations()).unwrap();
+    files.truncate(1);
+    files
 }
 
 fn with_file(mut files: Vec<MigrationFile>, name: &str, sql: &str) -> Vec<MigrationFile> {
