@@ -41,7 +41,7 @@ pub fn throttle_key_for_email(email: &str) -> String {
 /// The data invariants no request, failed or not, may break. Returns a
 /// description of each violation (empty when all hold).
 pub fn invariant_violations(conn: &Connection) -> Vec<String> {
-    let checks: [(&str, &str); 15] = [
+    let checks: [(&str, &str); 17] = [
         (
             "a user without a role",
             "SELECT count(*) FROM users u WHERE NOT EXISTS \
@@ -119,6 +119,17 @@ pub fn invariant_violations(conn: &Connection) -> Vec<String> {
             "SELECT count(*) FROM one_time_tokens t WHERE t.purpose = 'recovery' \
              AND t.used_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM audit_events a \
              WHERE a.event = 'password_reset' AND a.outcome = 'success' AND a.user_id = t.user_id)",
+        ),
+        // The admin API (issue 15): every admin action names who did it, and to whom.
+        (
+            "an admin action audited without its acting admin (actor_id)",
+            "SELECT count(*) FROM audit_events WHERE event LIKE 'admin\\_%' ESCAPE '\\' \
+             AND actor_id IS NULL",
+        ),
+        (
+            "an admin action audited without its target user",
+            "SELECT count(*) FROM audit_events WHERE event LIKE 'admin\\_%' ESCAPE '\\' \
+             AND user_id IS NULL",
         ),
     ];
     checks

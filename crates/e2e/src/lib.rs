@@ -23,6 +23,7 @@
 //!
 //! The tests:
 //! - `routes.rs`: every route's success and error answers;
+//! - `admin.rs`: the admin API (admins made with [`Service::create_admin`]);
 //! - `cross_cutting.rs`: error format, methods, bodies, garbage input,
 //!   security headers, throttling by client address, races, audit, logs;
 //! - `round_trips.rs`: database round trips per route (SQLite Cloud);
@@ -33,8 +34,8 @@
 //! - `recovery_timing.rs`: forgot's timing for known and unknown
 //!   addresses, alone in its file.
 //!
-//! Cases of `routes.rs` and `cross_cutting.rs` are written once and run on
-//! both backends ([`both_backends!`]). Every [`Service`] also checks, when
+//! Cases of `routes.rs`, `admin.rs` and `cross_cutting.rs` are written once
+//! and run on both backends ([`both_backends!`]). Every [`Service`] also checks, when
 //! dropped, that its log holds none of the passwords, emails and tokens its
 //! client sent or received, nor the tokens and secret of its email webhook.
 //!

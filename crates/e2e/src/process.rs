@@ -91,7 +91,13 @@ fn check_components() {
             .unwrap_or_else(|e| panic!("reading {}: {e}", sources.display()))
             .flatten()
             .filter(|entry| entry.path().join("Cargo.toml").is_file())
-            .map(|entry| format!("route_{}", entry.file_name().to_string_lossy()))
+            // Cargo names `components/admin-users` `route_admin_users.wasm`.
+            .map(|entry| {
+                format!(
+                    "route_{}",
+                    entry.file_name().to_string_lossy().replace('-', "_")
+                )
+            })
             .collect();
         let missing: Vec<&String> = components
             .iter()
@@ -933,6 +939,43 @@ impl Service {
             password,
             full_name,
         }
+    }
+
+    /// Gives the user `user_id` the `admin` role: inserts its `user_roles`
+    /// row (`role-admin`) straight into the service's database, on either
+    /// backend (the stand-in's file for SQLite Cloud). Panics unless a row
+    /// was added. Tokens issued before keep the roles they carry: sign in
+    /// again for a token with the role.
+    pub fn grant_admin(&self, user_id: &str) {
+        let added = self.db().execute(
+            "INSERT INTO user_roles (user_id, role_id, created_at) VALUES (?1, 'role-admin', 0) \
+             ON CONFLICT (user_id, role_id) DO NOTHING",
+            [user_id],
+        );
+        match added {
+            Ok(1) => {}
+            Ok(n) => panic!("granting admin to {user_id}: {n} rows added (already an admin?)"),
+            Err(e) => panic!("granting admin to {user_id}: {e}"),
+        }
+    }
+
+    /// A fresh admin: signs up an account ([`Service::create_account`]),
+    /// grants it the `admin` role ([`Service::grant_admin`]) and signs it in.
+    /// The access token carries the role (checked); the admin API answers it.
+    pub fn create_admin(&self) -> (Account, Tokens) {
+        let account = self.create_account();
+        self.grant_admin(&account.id);
+        let tokens = self.sign_in(&account);
+        let roles = crate::jwt_parts(&tokens.access)
+            .map(|(_, payload)| payload["roles"].clone())
+            .unwrap_or_default();
+        assert!(
+            roles
+                .as_array()
+                .is_some_and(|roles| roles.iter().any(|r| r == "admin")),
+            "the new admin's access token carries no admin role: {roles}"
+        );
+        (account, tokens)
     }
 
     /// `POST /auth/signin`.

@@ -35,7 +35,7 @@ latch_e2e::both_backends!(
 );
 
 /// Every route with the methods it answers (`Allow`).
-const ROUTES: [(&str, &str); 15] = [
+const ROUTES: [(&str, &str); 20] = [
     ("/health", "GET, HEAD"),
     ("/ready", "GET, HEAD"),
     ("/auth/signup", "POST"),
@@ -51,10 +51,19 @@ const ROUTES: [(&str, &str); 15] = [
     ("/auth/password/reset", "POST"),
     ("/auth/email/verify", "POST"),
     ("/auth/email/verify/resend", "POST"),
+    ("/admin/users", "GET, HEAD"),
+    ("/admin/users/AAAAAAAAAAAAAAAAAAAAAA", "GET, PATCH, HEAD"),
+    ("/admin/users/AAAAAAAAAAAAAAAAAAAAAA/unlock", "POST"),
+    (
+        "/admin/users/AAAAAAAAAAAAAAAAAAAAAA/sessions/revoke",
+        "POST",
+    ),
+    ("/admin/audit", "GET, HEAD"),
 ];
 
-/// The routes that read a JSON body, with the method that does.
-const BODY_ROUTES: [(&str, &str); 7] = [
+/// The routes that read a JSON body, with the method that does (each reads
+/// it before checking who calls: the tests call them as a non-admin).
+const BODY_ROUTES: [(&str, &str); 8] = [
     ("POST", "/auth/signup"),
     ("POST", "/auth/signin"),
     ("POST", "/auth/password"),
@@ -62,6 +71,7 @@ const BODY_ROUTES: [(&str, &str); 7] = [
     ("POST", "/auth/password/forgot"),
     ("POST", "/auth/password/reset"),
     ("POST", "/auth/email/verify"),
+    ("PATCH", "/admin/users/AAAAAAAAAAAAAAAAAAAAAA"),
 ];
 
 fn unsupported_methods_bodies_and_types_are_problems(backend: Backend) {
@@ -422,6 +432,17 @@ fn every_answer_carries_the_security_headers(backend: Backend) {
             .send(),
     ));
     replies.push(("signout 401", svc.post("/auth/signout").send()));
+    let (_admin, admin) = svc.create_admin();
+    let user = svc.sign_in(&account);
+    replies.push((
+        "admin 200",
+        svc.get("/admin/users").access_cookie(&admin.access).send(),
+    ));
+    replies.push((
+        "admin 403",
+        svc.get("/admin/audit").access_cookie(&user.access).send(),
+    ));
+    replies.push(("admin 401", svc.get("/admin/users").send()));
     let mut statuses = BTreeSet::new();
     for (what, reply) in &replies {
         assert_security_headers(reply);

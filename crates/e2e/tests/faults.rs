@@ -74,12 +74,33 @@ enum Step {
     Reset,
     Verify,
     Resend,
+    AdminUsers,
+    AdminUserGet,
+    AdminUserPatch,
+    AdminUnlock,
+    AdminSessionsRevoke,
+    AdminAudit,
+}
+
+impl Step {
+    /// Whether the step is an admin API call (made with an admin's token).
+    fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Step::AdminUsers
+                | Step::AdminUserGet
+                | Step::AdminUserPatch
+                | Step::AdminUnlock
+                | Step::AdminSessionsRevoke
+                | Step::AdminAudit
+        )
+    }
 }
 
 /// How long a webhook message may take to arrive while preparing a step.
 const MESSAGE_WAIT: Duration = Duration::from_secs(15);
 
-const STEPS: [(Step, u64); 15] = [
+const STEPS: [(Step, u64); 21] = [
     (Step::Signup, 1),
     (Step::SigninOk, 2),
     (Step::SigninWrongPassword, 2),
@@ -95,6 +116,12 @@ const STEPS: [(Step, u64); 15] = [
     (Step::Reset, 1),
     (Step::Verify, 1),
     (Step::Resend, 1),
+    (Step::AdminUsers, 1),
+    (Step::AdminUserGet, 2),
+    (Step::AdminUserPatch, 1),
+    (Step::AdminUnlock, 2),
+    (Step::AdminSessionsRevoke, 1),
+    (Step::AdminAudit, 1),
 ];
 
 /// What a step needs, made while no fault is pending.
@@ -106,6 +133,8 @@ struct Prepared {
     other_session: Option<String>,
     /// A recovery (Reset) or verification (Verify) token from the webhook.
     one_time: Option<String>,
+    /// The admin making an admin step (whose target is `account`).
+    admin: Option<(Account, Tokens)>,
 }
 
 impl Prepared {
@@ -116,7 +145,25 @@ impl Prepared {
             secrets.push(tokens.refresh.clone());
         }
         secrets.extend(self.one_time.clone());
+        if let Some((admin, tokens)) = &self.admin {
+            secrets.extend([
+                admin.email.clone(),
+                admin.password.clone(),
+                tokens.access.clone(),
+                tokens.refresh.clone(),
+            ]);
+        }
         secrets
+    }
+
+    /// The admin's access token.
+    fn admin(&self) -> &str {
+        &self.admin.as_ref().unwrap().1.access
+    }
+
+    /// `/admin/users/<the target's id><rest>`.
+    fn target_path(&self, rest: &str) -> String {
+        format!("/admin/users/{}{rest}", self.account().id)
     }
 
     fn tokens(&self) -> &Tokens {
@@ -136,6 +183,7 @@ fn prepare(svc: &Service, receiver: &WebhookReceiver, step: Step) -> Prepared {
         tokens: None,
         other_session: None,
         one_time: None,
+        admin: None,
     };
     if matches!(step, Step::Signup | Step::Ready) {
         return prepared;
@@ -166,6 +214,10 @@ fn prepare(svc: &Service, receiver: &WebhookReceiver, step: Step) -> Prepared {
     }
     if matches!(step, Step::SessionRevoke) {
         prepared.other_session = Some(session_id_of(&svc.sign_in(&account).access));
+    }
+    if step.is_admin() {
+        // The account (signed in above: a session to revoke) is the target.
+        prepared.admin = Some(svc.create_admin());
     }
     prepared.account = Some(account);
     prepared
@@ -223,6 +275,28 @@ fn perform(svc: &Service, step: Step, p: &Prepared) -> Reply {
         Step::Resend => svc
             .post("/auth/email/verify/resend")
             .access_cookie(&p.tokens().access)
+            .send(),
+        Step::AdminUsers => svc
+            .get("/admin/users?limit=5")
+            .access_cookie(p.admin())
+            .send(),
+        Step::AdminUserGet => svc.get(&p.target_path("")).access_cookie(p.admin()).send(),
+        Step::AdminUserPatch => svc
+            .call("PATCH", &p.target_path(""))
+            .access_cookie(p.admin())
+            .json(&json!({"isActive": false}))
+            .send(),
+        Step::AdminUnlock => svc
+            .post(&p.target_path("/unlock"))
+            .access_cookie(p.admin())
+            .send(),
+        Step::AdminSessionsRevoke => svc
+            .post(&p.target_path("/sessions/revoke"))
+            .access_cookie(p.admin())
+            .send(),
+        Step::AdminAudit => svc
+            .get("/admin/audit?limit=5")
+            .access_cookie(p.admin())
             .send(),
     }
 }

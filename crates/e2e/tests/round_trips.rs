@@ -287,6 +287,74 @@ fn round_trips_per_route_match_the_store() {
         reset(recovery.token(), &unique_password())
     });
 
+    // The admin API (issue 15): the token's role is checked without the
+    // database, the caller's session and role again in each query.
+    let (admin_account, admin) = svc.create_admin();
+    let target = svc.create_account();
+    let target_tokens = svc.sign_in(&target);
+    let user_path = format!("/admin/users/{}", target.id);
+    m.measure("GET /admin/users", "listed", 1, 200, || {
+        svc.get("/admin/users?limit=5")
+            .access_cookie(&admin.access)
+            .send()
+    });
+    m.measure("GET /admin/users", "not an admin", 0, 403, || {
+        svc.get("/admin/users")
+            .access_cookie(&target_tokens.access)
+            .send()
+    });
+    m.measure("GET /admin/users", "bad limit", 0, 400, || {
+        svc.get("/admin/users?limit=0")
+            .access_cookie(&admin.access)
+            .send()
+    });
+    m.measure("GET /admin/users/:id", "found", 2, 200, || {
+        svc.get(&user_path).access_cookie(&admin.access).send()
+    });
+    m.measure("GET /admin/users/:id", "unknown id", 1, 404, || {
+        svc.get("/admin/users/AAAAAAAAAAAAAAAAAAAAAA")
+            .access_cookie(&admin.access)
+            .send()
+    });
+    m.measure("PATCH /admin/users/:id", "updated", 1, 200, || {
+        svc.call("PATCH", &user_path)
+            .access_cookie(&admin.access)
+            .json(&json!({"roles": ["user"]}))
+            .send()
+    });
+    m.measure("PATCH /admin/users/:id", "self-demotion", 0, 403, || {
+        svc.call("PATCH", &format!("/admin/users/{}", admin_account.id))
+            .access_cookie(&admin.access)
+            .json(&json!({"isActive": false}))
+            .send()
+    });
+    m.measure("POST /admin/users/:id/unlock", "unlocked", 2, 200, || {
+        svc.post(&format!("{user_path}/unlock"))
+            .access_cookie(&admin.access)
+            .send()
+    });
+    m.measure("POST /admin/users/:id/unlock", "unknown id", 1, 404, || {
+        svc.post("/admin/users/AAAAAAAAAAAAAAAAAAAAAA/unlock")
+            .access_cookie(&admin.access)
+            .send()
+    });
+    m.measure(
+        "POST /admin/users/:id/sessions/revoke",
+        "revoked",
+        1,
+        200,
+        || {
+            svc.post(&format!("{user_path}/sessions/revoke"))
+                .access_cookie(&admin.access)
+                .send()
+        },
+    );
+    m.measure("GET /admin/audit", "listed", 1, 200, || {
+        svc.get("/admin/audit?limit=5")
+            .access_cookie(&admin.access)
+            .send()
+    });
+
     // Development mode: no signing_key, the key lives in the database and
     // is read (and once stored) by every route that signs or verifies.
     let dev = Options::new(Backend::Cloud).start();
