@@ -27,12 +27,14 @@ fn run(path: &Path, dir: &Path) -> (Result<latch_migrate::Report, MigrateError>,
     (result, log)
 }
 
-fn copy_repo_migrations(to: &Path) {
+/// Copies the repository's first migration (`0001_initial.sql`) to `to`:
+/// these tests are about applying migrations, not the schema's later
+/// versions, and add their own `0002_*` files after it. Returns `to`.
+fn copy_repo_migrations(to: &Path) -> std::path::PathBuf {
     std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(common::repo_migrations()).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
+    let initial = "0001_initial.sql";
+    std::fs::copy(common::repo_migrations().join(initial), to.join(initial)).unwrap();
+    to.to_path_buf()
 }
 
 fn schema_rows(conn: &Connection) -> Vec<(i64, String, String)> {
@@ -58,13 +60,14 @@ fn table_exists(conn: &Connection, name: &str) -> bool {
 fn applies_once_then_nothing_is_pending() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("nested/dir/app.db");
-    let (result, log) = run(&db, &common::repo_migrations());
+    let migrations = copy_repo_migrations(&tmp.path().join("migrations"));
+    let (result, log) = run(&db, &migrations);
     let report = result.unwrap();
     assert_eq!(report.applied, ["0001_initial.sql"]);
     assert_eq!(report.already_applied, 0);
     assert_eq!(log, ["applying 0001_initial.sql", "ok 0001_initial.sql"]);
 
-    let (result, log) = run(&db, &common::repo_migrations());
+    let (result, log) = run(&db, &migrations);
     let report = result.unwrap();
     assert!(report.applied.is_empty());
     assert_eq!(report.already_applied, 1);
@@ -100,7 +103,9 @@ fn applies_once_then_nothing_is_pending() {
 fn the_refresh_token_trigger_works_after_migrating() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("app.db");
-    run(&db, &common::repo_migrations()).0.unwrap();
+    run(&db, &copy_repo_migrations(&tmp.path().join("migrations")))
+        .0
+        .unwrap();
     let conn = Connection::open(&db).unwrap();
     conn.execute_batch(
         "INSERT INTO users (id, email, password_hash, full_name, created_at, updated_at)
@@ -201,7 +206,7 @@ fn status_changes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let db = tmp.path().join("app.db");
     Connection::open(&db).unwrap();
-    let files = load_dir(&common::repo_migrations()).unwrap();
+    let files = load_dir(&copy_repo_migrations(&tmp.path().join("migrations"))).unwrap();
     let mut target = SqliteTarget::open_existing(&db).unwrap();
     let entries = migration_status(&mut target, &files).unwrap();
     assert_eq!(entries.len(), 1);
@@ -320,4 +325,27 @@ fn a_migrated_file_is_left_in_wal_mode_for_every_later_connection() {
         .query_row("PRAGMA journal_mode", [], |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
+}
+
+/// Every migration of the repository applies, in order, to a new database,
+/// and a second run has nothing to do.
+#[test]
+fn every_repository_migration_applies_in_order() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("app.db");
+    let mut names: Vec<String> = std::fs::read_dir(common::repo_migrations())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".sql"))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 3, "{names:?}");
+    let (result, _) = run(&db, &common::repo_migrations());
+    assert_eq!(result.unwrap().applied, names);
+    let (result, _) = run(&db, &common::repo_migrations());
+    assert_eq!(result.unwrap().already_applied, names.len());
+    let conn = Connection::open(&db).unwrap();
+    for table in ["one_time_tokens", "audit_events"] {
+        assert!(table_exists(&conn, table), "{table}");
+    }
 }
