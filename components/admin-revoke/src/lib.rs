@@ -4,7 +4,7 @@
 //! Revokes every active session of the user at once: their refresh tokens
 //! stop working, and so do their access tokens on every route that checks
 //! the session. Recorded as `admin_sessions_revoked` with the acting admin's
-//! id. 200 `{message, revoked}`. One database round trip.
+//! id. 200 `{message}`. One database round trip.
 
 use latch_domain::{AuditEvent, AuditKind, Outcome};
 use latch_web::{ApiError, Ctx, Method, Request, Response, admin, audit, db, response, time};
@@ -34,7 +34,7 @@ async fn revoke(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
             .with_actor(&claims.sub),
         now,
     )?;
-    let revoked = store
+    store
         .admin_revoke_sessions(&admin::as_caller(&claims, now), &user_id, &record)
         .await?
         .map_err(admin::refused)?
@@ -42,6 +42,6 @@ async fn revoke(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     audit::log(ctx, &record);
     Ok(response::json(
         200,
-        &serde_json::json!({"message": "Every session of the user was revoked", "revoked": revoked}),
+        &serde_json::json!({"message": "Every session of the user was revoked"}),
     ))
 }

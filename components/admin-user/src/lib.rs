@@ -5,7 +5,8 @@
 //! it is locked out of signing in (two database round trips: the account,
 //! then its throttle counters, whose keys derive from the email).
 //! PATCH `{isActive?, roles?}` 200 `{user}`: `roles` is the whole new list
-//! (`user`, `admin`); disabling revokes every session at once. An admin
+//! (`user`, `admin`; it must include `user`); disabling revokes every
+//! session at once. An admin
 //! cannot disable themselves or drop their own admin role (403
 //! `self_demotion`). Recorded as `admin_user_updated` with the acting admin's
 //! id. One database round trip.
@@ -98,6 +99,15 @@ async fn update(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
                 if !roles.contains(&role) {
                     roles.push(role);
                 }
+            }
+            // Every account keeps `user` (sign-up gives it; nothing works without a role).
+            if !roles.contains(&Role::User) {
+                return Err(FieldError {
+                    field: "roles",
+                    code: "user_required",
+                    message: "roles must include `user`".into(),
+                }
+                .into());
             }
             Some(roles)
         }

@@ -1420,7 +1420,11 @@ fn admin_queries_check_the_caller_and_page_by_email() {
         block_on(store.admin_revoke_sessions(&admin, "u2", &revoke))
             .unwrap()
             .unwrap(),
-        Some(1)
+        Some(())
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE user_id = 'u2' AND revoked_reason = 'admin_revoked'"),
+        1
     );
     let page = block_on(store.admin_audit(
         &admin,
