@@ -9,12 +9,15 @@
 #      key, an older verification key, tokens_in_body=true, require_verified_email=true and
 #      an email webhook that the flow receives; production without a signing key or webhook
 #   3. a scripted flow through every route and every error case a client can cause
-#      (scripts/checks/openapi_flow.py): each response's status must be documented for
-#      its operation, and its content type, required headers and body must match;
+#      (scripts/checks/openapi_flow.py), the admin API included: each response's status
+#      must be documented for its operation, and its content type, required headers and
+#      body must match;
 #      cookies, security headers, problem members and token signatures are checked too,
 #      and every webhook delivery's Standard Webhooks signature
 #   4. schemathesis against the development instance, authenticated with a fresh access
-#      token, with a fixed seed and a bounded number of examples per operation
+#      token, with a fixed seed and a bounded number of examples per operation; the admin
+#      operations with the token of an admin the flow made (`latch admin grant`), every
+#      `{id}` a user made for it (never the admin itself)
 #
 # Every step runs even when an earlier one failed; the last line says PASS or FAIL.
 set -euo pipefail
@@ -238,6 +241,7 @@ run_flow() {
   "$VENV/bin/python" "$SCRIPT_DIR/openapi_flow.py" --spec "$SPEC" --dev "$DEV_URL" --prod "$PROD_URL" \
     --prod-kids current,previous --nokey "$NOKEY_URL" --tokens-out "$WORK_DIR/tokens.json" \
     --dev-log "$WORK_DIR/dev/latch.log" --webhook-port "$WEBHOOK_PORT" --webhook-secret "$WEBHOOK_SECRET" \
+    --dev-data-dir "$WORK_DIR/dev/data" --latch "$LATCH" \
     >"$WORK_DIR/flow.log" 2>&1 && status=0 || status=$?
   # The requests themselves are in flow.log; the verdict and every failure here.
   sed -n '/^ *FAIL /p; /documented (operation, status) pairs/,$p' "$WORK_DIR/flow.log"
@@ -252,9 +256,14 @@ token() {
 
 # schemathesis_pass NAME URL HEADER OPERATION-ID...: one schemathesis run over the given
 # operations, sending HEADER with every request. Output in the work dir; the verdict here.
+# With PASS_CONFIG set, that schemathesis.toml too (fixed parameter values).
 schemathesis_pass() {
   local name="$1" url="$2" header="$3" status op
+  local -a config=()
   shift 3
+  if [[ -n "${PASS_CONFIG:-}" ]]; then
+    config=(--config-file "$PASS_CONFIG")
+  fi
   if [[ "$header" == *": " ]]; then
     warn "no token from the scripted flow for '$header': its operations would only be tested unauthenticated"
     return 1
@@ -267,7 +276,7 @@ schemathesis_pass() {
   # parameters are not generated: a generated `token` cookie would win over the header.
   (
     cd "$WORK_DIR"
-    "$VENV/bin/schemathesis" run "$SPEC" --url "$url" --header "$header" \
+    "$VENV/bin/schemathesis" "${config[@]}" run "$SPEC" --url "$url" --header "$header" \
       --checks "$SCHEMATHESIS_CHECKS" \
       --phases examples,coverage,fuzzing --max-examples "$MAX_EXAMPLES" --seed "$SEED" \
       --generation-database none --generation-with-security-parameters false \
@@ -279,6 +288,24 @@ schemathesis_pass() {
     sed -n '/^=* FAILURES/,$p' "$WORK_DIR/schemathesis-$name.log" | head -n 200
   fi
   return "$status"
+}
+
+# admin_pass: the admin operations with an admin's token. Every `{id}` is one ordinary
+# user the flow made (dev_admin_target), never the admin: generated requests may disable
+# that user, change its roles, unlock it and revoke its sessions without ending the
+# admin's own session (an admin disabling or demoting themselves is refused by design,
+# 403 self_demotion, but revoking their own sessions would end the token's).
+admin_pass() {
+  local target
+  target="$(token dev_admin_target)"
+  if [[ -z "$target" ]]; then
+    warn "no admin target user from the scripted flow"
+    return 1
+  fi
+  printf '[parameters]\n"path.id" = "%s"\n' "$target" >"$WORK_DIR/schemathesis-admin.toml"
+  PASS_CONFIG="$WORK_DIR/schemathesis-admin.toml" schemathesis_pass dev-admin "$DEV_URL" \
+    "Authorization: Bearer $(token dev_admin)" \
+    listUsers getUser updateUser unlockUser revokeUserSessions listAudit
 }
 
 # ------------------------------------------------------------------- main
@@ -301,6 +328,7 @@ if ((INSTANCES_UP)); then
     forgotPassword resetPassword verifyEmail resendVerification
   step "schemathesis (dev): refresh with a live refresh token" schemathesis_pass \
     dev-refresh "$DEV_URL" "Cookie: refreshToken=$(token dev_refresh)" refresh
+  step "schemathesis (dev, admin token): the admin operations, acting on one user" admin_pass
   step "schemathesis (dev): session revocation and sign-out" schemathesis_pass \
     dev-ending "$DEV_URL" "Authorization: Bearer $(token dev_access)" revokeSession signOut
   step "schemathesis (prod, tokens in body): every operation but sign-out and session revocation" \

@@ -8,7 +8,11 @@ Three instances, started by openapi.sh:
           413, 415, malformed JSON, runtime 404 ...). It has no email webhook, so with
           --dev-log the recovery and verification links are read from its log (where
           development writes them): forgot, reset, verify and resend end to end,
-          superseded, reused and racing tokens, the throttles
+          superseded, reused and racing tokens, the throttles. With --dev-data-dir the
+          admin API too: an admin made with `latch admin grant` (--latch), every admin
+          operation and its errors (403 admin_required and self_demotion, invalid_query,
+          404), a pagination walk while users are added, disabling, demotion, the audit
+          trail's acting admin
   --prod  production with a signing key and an older verification key, tokens_in_body=true,
           Secure cookies, behind_tls=true (HSTS): body tokens, refresh through a JSON body,
           two JWKS keys. With --webhook-port/--webhook-secret it also has
@@ -40,6 +44,8 @@ import hashlib
 import hmac
 import json
 import re
+import sqlite3
+import subprocess
 import sys
 import threading
 import time
@@ -208,7 +214,7 @@ class Checker:
         response = requests.request(method, inst.base + path, data=data, headers=send, timeout=30)
         self.report.checked += 1
         status = response.status_code
-        template = self.template_of(path)
+        template = self.template_of(path.split("?")[0])
         if template is not None:
             self.report.seen.add((method.upper(), template, str(status)))
         say(f"  {status} {method} {path}  ({label})")
@@ -1104,6 +1110,13 @@ def flow_nokey(c: Checker, inst: Instance) -> None:
     c.call(inst, "refresh (no signing key)", "POST", "/auth/refresh", 503, refresh="A" * 43)
     c.call(inst, "profile (no signing key)", "GET", "/user/profile", 503, bearer="a.b.c")
     c.call(inst, "sessions (no signing key)", "GET", "/auth/sessions", 503, bearer="a.b.c")
+    c.call(inst, "admin users (no signing key)", "GET", "/admin/users", 503, bearer="a.b.c")
+    c.call(inst, "admin audit (no signing key)", "GET", "/admin/audit", 503, bearer="a.b.c")
+    someone = f"/admin/users/{random_id()}"
+    c.call(inst, "admin user (no signing key)", "GET", someone, 503, bearer="a.b.c")
+    c.call(inst, "admin update (no signing key)", "PATCH", someone, 503, bearer="a.b.c", body={"isActive": True})
+    c.call(inst, "admin unlock (no signing key)", "POST", f"{someone}/unlock", 503, bearer="a.b.c")
+    c.call(inst, "admin sessions revoke (no signing key)", "POST", f"{someone}/sessions/revoke", 503, bearer="a.b.c")
     c.call(inst, "sign-out (no signing key)", "POST", "/auth/signout", 503, bearer="a.b.c")
     # production without email_webhook_url refuses to start a recovery or verification flow
     c.call(inst, "forgot (no email webhook)", "POST", "/auth/password/forgot", 503, body={"email": email})
@@ -1111,6 +1124,302 @@ def flow_nokey(c: Checker, inst: Instance) -> None:
            bearer="a.b.c")
     invalid_token(c, inst, "reset unknown token", "/auth/password/reset", {"token": "A" * 43, "newPassword": PASSWORD})
     invalid_token(c, inst, "verify unknown token", "/auth/email/verify", {"token": "A" * 43})
+
+
+# --------------------------------------------------------------------- admin API
+
+AUDIT_ACTIONS = {"admin_user_updated", "admin_unlock", "admin_sessions_revoked"}
+
+
+def random_id() -> str:
+    """A well-formed id that no row has (16 random bytes, as the service makes them)."""
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+
+
+def cli_has_admin(latch: str) -> bool:
+    """Whether this build of the CLI has `latch admin grant`."""
+    try:
+        return subprocess.run([latch, "admin", "grant", "--help"], capture_output=True, timeout=60).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def grant_admin(c: Checker, label: str, email: str, user_id: str, latch: str | None, data_dir: str) -> None:
+    """Give the account the `admin` role as an operator does: `latch admin grant EMAIL` on
+    the instance's database; with a CLI that lacks it, the role row straight into the
+    embedded database (docs/operations.md)."""
+    if latch and cli_has_admin(latch):
+        done = subprocess.run([latch, "admin", "grant", email, "--data-dir", data_dir],
+                              capture_output=True, text=True, timeout=120)
+        say(f"  latch admin grant {email}: exit {done.returncode}: {(done.stdout + done.stderr).strip()[:200]}")
+        if done.returncode != 0:
+            c.report.fail(label, f"latch admin grant failed (exit {done.returncode}): {done.stderr.strip()[:300]}")
+        return
+    say(f"  (this latch has no `admin grant`: the role row goes straight into {data_dir}/sqlite/default.db)")
+    with sqlite3.connect(f"{data_dir}/sqlite/default.db", timeout=30) as db:
+        db.execute("INSERT INTO user_roles (user_id, role_id, created_at) VALUES (?, 'role-admin', 0) "
+                   "ON CONFLICT DO NOTHING", (user_id,))
+
+
+def expect_code(c: Checker, inst: Instance, label: str, response: requests.Response, code: str) -> None:
+    if response.headers.get("content-type", "").startswith("application/problem+json"):
+        got = response.json().get("code")
+        if got != code:
+            c.report.fail(f"[{inst.name}] {label}", f"code {got!r}, expected {code}")
+
+
+def walk_users(c: Checker, inst: Instance, label: str, bearer: str, prefix: str, limit: int,
+               during: Any = None) -> list[str]:
+    """Every page of GET /admin/users?query=prefix; the emails in the order met. `during`
+    runs after the first page (users added mid-walk)."""
+    emails: list[str] = []
+    cursor = None
+    for page in range(1, 50):
+        query = f"?query={requests.utils.quote(prefix)}&limit={limit}"
+        if cursor is not None:
+            query += f"&cursor={requests.utils.quote(cursor)}"
+        answer = c.call(inst, f"{label} page {page}", "GET", f"/admin/users{query}", 200, bearer=bearer)
+        if answer.status_code != 200:
+            return emails
+        body = answer.json()
+        emails += [u.get("email") for u in body.get("users", [])]
+        if len(body.get("users", [])) > limit:
+            c.report.fail(f"[{inst.name}] {label}", f"a page of {len(body['users'])} users, limit {limit}")
+        if page == 1 and during is not None:
+            during()
+        cursor = body.get("nextCursor")
+        if cursor is None:
+            return emails
+    c.report.fail(f"[{inst.name}] {label}", "the walk did not end within 50 pages")
+    return emails
+
+
+def flow_admin(c: Checker, inst: Instance, latch: str | None, data_dir: str) -> dict[str, str]:
+    """The admin API on the development instance: who may call it, each operation and
+    each error a client can cause. Returns a fresh admin token and the id of a user the
+    admin operations of schemathesis may act on (never the admin itself)."""
+    big = b'{"roles":["' + b"a" * (17 * 1024) + b'"]}'
+    tag = f"adm{uuid.uuid4().hex[:8]}"
+
+    # an admin, made the way an operator does, and a user to act on
+    admin_email = f"{tag}-admin@example.com"
+    admin_id = signup(c, inst, admin_email)
+    plain = signin(c, inst, admin_email, label="sign-in (not an admin yet)").get("access", "")
+    refused = c.call(inst, "admin users as a non-admin", "GET", "/admin/users", 403, bearer=plain)
+    expect_code(c, inst, "admin users as a non-admin", refused, "admin_required")
+    grant_admin(c, "[dev] grant admin", admin_email, admin_id, latch, data_dir)
+    # the role reaches the token at the next sign-in
+    admin = signin(c, inst, admin_email, label="sign-in (admin)").get("access", "")
+    claims = json.loads(b64url_decode(admin.split(".")[1])) if admin.count(".") == 2 else {}
+    if sorted(claims.get("roles", [])) != ["admin", "user"]:
+        c.report.fail("[dev] admin token", f"roles claim {claims.get('roles')}, expected admin and user")
+    target_email = f"{tag}-target@example.com"
+    target_id = signup(c, inst, target_email, name="Target User")
+    target = signin(c, inst, target_email, label="sign-in (target)")
+
+    # GET /admin/users: a walk of one prefix, with users added while it runs
+    members = [f"{tag}-m{i}@example.com" for i in range(5)]
+    for email in members:
+        signup(c, inst, email)
+    added = [f"{tag}-m{i}x@example.com" for i in range(3)]
+    walked = walk_users(c, inst, "users walk", admin, f"{tag.upper()}-M", 2,
+                        during=lambda: [signup(c, inst, email) for email in added])
+    if sorted(walked) != walked or len(set(walked)) != len(walked) or not set(members) <= set(walked):
+        c.report.fail("[dev] users walk", f"expected every user once, in email order: {walked}")
+    listed = c.call(inst, "users (prefix, default limit)", "GET", f"/admin/users?query={tag}-t", 200,
+                    bearer=admin).json()
+    users = listed.get("users", [])
+    if [u.get("id") for u in users] != [target_id] or listed.get("nextCursor") is not None:
+        c.report.fail("[dev] users (prefix)", f"expected the target alone, no next page: {listed}")
+    elif users[0].get("email") != target_email or users[0].get("roles") != ["user"]:
+        c.report.fail("[dev] users (prefix)", f"email in full and roles [user] expected: {users[0]}")
+    c.call(inst, "users (no parameters)", "GET", "/admin/users", 200, token=admin)
+    c.call(inst, "users HEAD", "HEAD", f"/admin/users?query={tag}", 200, bearer=admin)
+    for label, query in [
+        ("users limit 0", "limit=0"),
+        ("users limit 101", "limit=101"),
+        ("users limit not a number", "limit=ten"),
+        ("users cursor not base64url", "cursor=%21%21%21"),
+        ("users cursor too long", "cursor=" + "A" * 600),
+        ("users query too long", "query=" + "a" * 255),
+        ("users unknown parameter", "page=2"),
+        ("users parameter twice", "limit=1&limit=2"),
+    ]:
+        answer = c.call(inst, label, "GET", f"/admin/users?{query}", 400, bearer=admin)
+        expect_code(c, inst, label, answer, "invalid_query")
+    c.call(inst, "users bad query before the token", "GET", "/admin/users?limit=0", 400)
+    c.call(inst, "users without token", "GET", "/admin/users", 401)
+    c.call(inst, "users garbage token", "GET", "/admin/users", 401, bearer="not.a.token")
+    c.call(inst, "users wrong method", "POST", "/admin/users", 405, bearer=admin)
+
+    # GET /admin/users/{id}: the account, its sessions, its lock-out state
+    detail = c.call(inst, "user", "GET", f"/admin/users/{target_id}", 200, bearer=admin).json().get("user", {})
+    if (detail.get("email"), detail.get("lockedOut"), detail.get("lockedUntil")) != (target_email, False, None) \
+            or len(detail.get("sessions", [])) != 1:
+        c.report.fail("[dev] user", f"expected the target, not locked, one session: {detail}")
+    c.call(inst, "user HEAD", "HEAD", f"/admin/users/{target_id}", 200, bearer=admin)
+    c.call(inst, "user unknown id", "GET", f"/admin/users/{random_id()}", 404, bearer=admin)
+    c.call(inst, "user malformed id", "GET", "/admin/users/not-an-id", 404, bearer=admin)
+    c.call(inst, "user malformed id, no token", "GET", "/admin/users/not-an-id", 404)
+    c.call(inst, "user without token", "GET", f"/admin/users/{target_id}", 401)
+    answer = c.call(inst, "user as a non-admin", "GET", f"/admin/users/{target_id}", 403,
+                    bearer=target.get("access", ""))
+    expect_code(c, inst, "user as a non-admin", answer, "admin_required")
+    c.call(inst, "user wrong method", "DELETE", f"/admin/users/{target_id}", 405, bearer=admin)
+
+    # POST /admin/users/{id}/unlock: the target locks itself out of the password check
+    bearer = target.get("access", "")
+    for attempt in range(1, 6):
+        c.call(inst, f"target password guess {attempt}", "POST", "/auth/password", 403, bearer=bearer,
+               body={"currentPassword": f"guess-{attempt}", "newPassword": NEW_PASSWORD})
+    c.call(inst, "target password check locked", "POST", "/auth/password", 429, bearer=bearer,
+           body={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD})
+    locked = c.call(inst, "user (locked out)", "GET", f"/admin/users/{target_id}", 200, bearer=admin).json()
+    if locked.get("user", {}).get("lockedOut") is not True or not locked.get("user", {}).get("lockedUntil"):
+        c.report.fail("[dev] user (locked out)", f"lockedOut/lockedUntil: {locked.get('user')}")
+    unlocked = c.call(inst, "unlock", "POST", f"/admin/users/{target_id}/unlock", 200, bearer=admin)
+    if unlocked.status_code == 200 and set(unlocked.json()) != {"message"}:
+        c.report.fail("[dev] unlock", f"body {unlocked.text[:200]}")
+    c.call(inst, "target password check after unlock", "POST", "/auth/password", 403, bearer=bearer,
+           body={"currentPassword": "still-wrong", "newPassword": NEW_PASSWORD})
+    again = c.call(inst, "user (unlocked)", "GET", f"/admin/users/{target_id}", 200, bearer=admin).json()
+    if again.get("user", {}).get("lockedOut") is not False:
+        c.report.fail("[dev] user (unlocked)", f"lockedOut: {again.get('user')}")
+    c.call(inst, "unlock unknown id", "POST", f"/admin/users/{random_id()}/unlock", 404, bearer=admin)
+    c.call(inst, "unlock malformed id", "POST", "/admin/users/x/unlock", 404, bearer=admin)
+    c.call(inst, "unlock without token", "POST", f"/admin/users/{target_id}/unlock", 401)
+    answer = c.call(inst, "unlock as a non-admin", "POST", f"/admin/users/{target_id}/unlock", 403, bearer=bearer)
+    expect_code(c, inst, "unlock as a non-admin", answer, "admin_required")
+    c.call(inst, "unlock wrong method", "GET", f"/admin/users/{target_id}/unlock", 405, bearer=admin)
+
+    # PATCH /admin/users/{id}
+    path = f"/admin/users/{target_id}"
+    for label, payload in [
+        ("update nothing", {}),
+        ("update wrong type", {"isActive": "no"}),
+        ("update roles not a list", {"roles": "admin"}),
+        ("update unknown field", {"isActive": True, "email": "x@example.com"}),
+    ]:
+        answer = c.call(inst, label, "PATCH", path, 400, bearer=admin, body=payload)
+        if answer.status_code == 400 and "code" in answer.json():
+            c.report.fail(f"[dev] {label}", f"a malformed body has no code: {answer.text[:200]}")
+    unknown_role = c.call(inst, "update unknown role", "PATCH", path, 400, bearer=admin, body={"roles": ["root"]})
+    if [(e.get("field"), e.get("code")) for e in unknown_role.json().get("errors", [])] != [("roles", "unknown_role")]:
+        c.report.fail("[dev] update unknown role", f"errors[] {unknown_role.json().get('errors')}")
+    for label, roles in [("update roles without user", ["admin"]), ("update no roles", [])]:
+        answer = c.call(inst, label, "PATCH", path, 400, bearer=admin, body={"roles": roles})
+        if [(e.get("field"), e.get("code")) for e in answer.json().get("errors", [])] != [("roles", "user_required")]:
+            c.report.fail(f"[dev] {label}", f"errors[] {answer.json().get('errors')}")
+    c.call(inst, "update malformed JSON", "PATCH", path, 400, bearer=admin, raw=b"{", content_type="application/json")
+    c.call(inst, "update wrong content type", "PATCH", path, 415, bearer=admin, raw=b"{}", content_type="text/plain")
+    c.call(inst, "update over 16 KiB", "PATCH", path, 413, bearer=admin, raw=big, content_type="application/json")
+    c.call(inst, "update bad body before the token", "PATCH", path, 400, body={})
+    c.call(inst, "update without token", "PATCH", path, 401, body={"isActive": True})
+    answer = c.call(inst, "update as a non-admin", "PATCH", path, 403, bearer=bearer, body={"isActive": True})
+    expect_code(c, inst, "update as a non-admin", answer, "admin_required")
+    c.call(inst, "update unknown id", "PATCH", f"/admin/users/{random_id()}", 404, bearer=admin,
+           body={"isActive": True})
+    for label, payload in [("update: disable self", {"isActive": False}),
+                           ("update: drop own admin role", {"roles": ["user"]}),
+                           ("update: disable self, roles kept", {"isActive": False, "roles": ["user", "admin"]})]:
+        answer = c.call(inst, label, "PATCH", f"/admin/users/{admin_id}", 403, bearer=admin, body=payload)
+        expect_code(c, inst, label, answer, "self_demotion")
+    kept = c.call(inst, "update: own roles kept", "PATCH", f"/admin/users/{admin_id}", 200, bearer=admin,
+                  body={"isActive": True, "roles": ["admin", "user", "admin"]}).json()
+    if kept.get("user", {}).get("roles") != ["admin", "user"]:
+        c.report.fail("[dev] update: own roles kept", f"roles {kept.get('user', {}).get('roles')}")
+    second = signin(c, inst, target_email, label="sign-in (target, second session)")
+    disabled = c.call(inst, "update: disable", "PATCH", path, 200, bearer=admin, body={"isActive": False}).json()
+    if disabled.get("user", {}).get("isActive") is not False:
+        c.report.fail("[dev] update: disable", f"user {disabled.get('user')}")
+    c.call(inst, "disabled: refresh refused at once", "POST", "/auth/refresh", 401, refresh=second.get("refresh", ""))
+    c.call(inst, "disabled: access token refused", "GET", "/user/profile", 401, bearer=bearer)
+    c.call(inst, "disabled: sign-in refused", "POST", "/auth/signin", 401,
+           body={"email": target_email, "password": PASSWORD})
+    gone = c.call(inst, "user (disabled)", "GET", path, 200, bearer=admin).json().get("user", {})
+    if gone.get("isActive") is not False or gone.get("sessions"):
+        c.report.fail("[dev] user (disabled)", f"expected inactive without sessions: {gone}")
+    c.call(inst, "update: enable and make admin", "PATCH", path, 200, bearer=admin,
+           body={"isActive": True, "roles": ["user", "admin"]})
+
+    # a second admin: demoted, their token is refused at once; signed out, 401
+    other = signin(c, inst, target_email, label="sign-in (target, now admin)").get("access", "")
+    c.call(inst, "users as the second admin", "GET", "/admin/users?limit=1", 200, bearer=other)
+    demoted = c.call(inst, "update: demote the second admin", "PATCH", path, 200, bearer=admin,
+                     body={"roles": ["user"]}).json()
+    if demoted.get("user", {}).get("roles") != ["user"]:
+        c.report.fail("[dev] update: demote", f"roles {demoted.get('user', {}).get('roles')}")
+    answer = c.call(inst, "users with a demoted admin's token", "GET", "/admin/users", 403, bearer=other)
+    expect_code(c, inst, "users with a demoted admin's token", answer, "admin_required")
+    c.call(inst, "update wrong method", "PUT", path, 405, bearer=admin, body={"isActive": True})
+
+    # POST /admin/users/{id}/sessions/revoke
+    last = signin(c, inst, target_email, label="sign-in (target, one more session)")
+    c.call(inst, "sessions revoke", "POST", f"{path}/sessions/revoke", 200, bearer=admin)
+    c.call(inst, "revoked: access token refused", "GET", "/user/profile", 401, bearer=other)
+    c.call(inst, "revoked: refresh refused", "POST", "/auth/refresh", 401, refresh=last.get("refresh", ""))
+    gone = c.call(inst, "user (signed out everywhere)", "GET", path, 200, bearer=admin).json().get("user", {})
+    if gone.get("sessions") != [] or gone.get("isActive") is not True:
+        c.report.fail("[dev] user (signed out everywhere)", f"expected active, without sessions: {gone}")
+    c.call(inst, "sessions revoke (none left)", "POST", f"{path}/sessions/revoke", 200, bearer=admin)
+    c.call(inst, "sessions revoke unknown id", "POST", f"/admin/users/{random_id()}/sessions/revoke", 404,
+           bearer=admin)
+    c.call(inst, "sessions revoke without token", "POST", f"{path}/sessions/revoke", 401)
+    c.call(inst, "sessions revoke wrong method", "GET", f"{path}/sessions/revoke", 405, bearer=admin)
+    # an admin whose session has ended gets 401, not 403
+    spare = signin(c, inst, admin_email, label="sign-in (admin, a session to end)")
+    c.call(inst, "sign-out (admin's spare session)", "POST", "/auth/signout", 200, bearer=spare.get("access", ""))
+    c.call(inst, "users with an ended session", "GET", "/admin/users", 401, bearer=spare.get("access", ""))
+    answer = c.call(inst, "sessions revoke as a non-admin", "POST", f"{path}/sessions/revoke", 403,
+                    bearer=signin(c, inst, target_email, label="sign-in (target, non-admin)").get("access", ""))
+    expect_code(c, inst, "sessions revoke as a non-admin", answer, "admin_required")
+
+    # GET /admin/audit: the admin actions, with the acting admin
+    trail = c.call(inst, "audit of the target", "GET", f"/admin/audit?userId={target_id}&limit=100", 200,
+                   bearer=admin).json().get("events", [])
+    actions = [e for e in trail if e.get("event") in AUDIT_ACTIONS]
+    if {e.get("event") for e in actions} != AUDIT_ACTIONS or any(e.get("actorId") != admin_id for e in actions):
+        c.report.fail("[dev] audit of the target", f"expected the three admin actions by {admin_id}: {actions}")
+    if any(e.get("userId") != target_id for e in trail) or [e.get("at") for e in trail] != sorted(
+            (e.get("at") for e in trail), reverse=True):
+        c.report.fail("[dev] audit of the target", "events of another user, or not newest first")
+    seen: list[str] = []
+    cursor = None
+    for page in range(1, 40):
+        query = f"/admin/audit?userId={target_id}&limit=3" + (f"&cursor={cursor}" if cursor else "")
+        body = c.call(inst, f"audit page {page}", "GET", query, 200, bearer=admin).json()
+        seen += [e.get("id") for e in body.get("events", [])]
+        cursor = body.get("nextCursor")
+        if not cursor:
+            break
+    if seen != [e.get("id") for e in trail]:
+        c.report.fail("[dev] audit pages", "the pages do not add up to the whole trail, once each, in order")
+    kind = c.call(inst, "audit by kind", "GET", f"/admin/audit?kind=admin_unlock&userId={target_id}", 200,
+                  token=admin).json().get("events", [])
+    if len(kind) != 1 or kind[0].get("event") != "admin_unlock":
+        c.report.fail("[dev] audit by kind", f"expected one admin_unlock: {kind}")
+    c.call(inst, "audit (no parameters)", "GET", "/admin/audit", 200, bearer=admin)
+    c.call(inst, "audit HEAD", "HEAD", "/admin/audit?limit=1", 200, bearer=admin)
+    for label, query in [
+        ("audit unknown kind", "kind=not_an_event"),
+        ("audit malformed userId", "userId=nope"),
+        ("audit cursor not a position", "cursor=" + base64.urlsafe_b64encode(b"x").rstrip(b"=").decode()),
+        ("audit limit 0", "limit=0"),
+        ("audit unknown parameter", "user=1"),
+    ]:
+        answer = c.call(inst, label, "GET", f"/admin/audit?{query}", 400, bearer=admin)
+        expect_code(c, inst, label, answer, "invalid_query")
+    c.call(inst, "audit without token", "GET", "/admin/audit", 401)
+    answer = c.call(inst, "audit as a non-admin", "GET", "/admin/audit", 403, bearer=plain)
+    expect_code(c, inst, "audit as a non-admin", answer, "admin_required")
+    c.call(inst, "audit wrong method", "DELETE", "/admin/audit", 405, bearer=admin)
+
+    # for schemathesis: a fresh admin session, and a user (with a session) to act on
+    victim_email = f"{tag}-fuzz@example.com"
+    victim_id = signup(c, inst, victim_email)
+    signin(c, inst, victim_email, label="sign-in (schemathesis admin target)")
+    fresh = signin(c, inst, admin_email, label="sign-in (schemathesis admin token)").get("access", "")
+    return {"dev_admin": fresh, "dev_admin_target": victim_id}
 
 
 def main() -> int:
@@ -1124,6 +1433,9 @@ def main() -> int:
     parser.add_argument("--dev-log", help="the development instance's log (its recovery and verification links)")
     parser.add_argument("--webhook-port", type=int, help="receive the production instance's email webhook here")
     parser.add_argument("--webhook-secret", help="the production instance's email_webhook_secret (whsec_...)")
+    parser.add_argument("--dev-data-dir", help="the development instance's --data-dir: with it, the admin API "
+                        "flow (an admin made with `latch admin grant`)")
+    parser.add_argument("--latch", help="the latch binary (`latch admin grant`)")
     args = parser.parse_args()
 
     report = Report()
@@ -1135,6 +1447,9 @@ def main() -> int:
     if args.dev_log:
         print("== development instance: recovery and verification (links from its log)", flush=True)
         flow_email_dev(checker, dev, DevLog(args.dev_log))
+    if args.dev_data_dir:
+        print("== development instance: the admin API", flush=True)
+        tokens.update(flow_admin(checker, dev, args.latch, args.dev_data_dir))
     hook = None
     if args.webhook_port and args.webhook_secret:
         hook = WebhookReceiver(args.webhook_port, args.webhook_secret)
