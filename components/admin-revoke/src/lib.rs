@@ -6,7 +6,7 @@
 //! the session. Recorded as `admin_sessions_revoked` with the acting admin's
 //! id. 200 `{message}`. One database round trip.
 
-use latch_domain::{AuditEvent, AuditKind, Outcome};
+use latch_domain::AuditKind;
 use latch_web::{ApiError, Ctx, Method, Request, Response, admin, audit, db, response, time};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
@@ -29,9 +29,7 @@ async fn revoke(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let claims = admin::caller(ctx, &store, now).await?;
     let record = audit::record(
         ctx,
-        AuditEvent::new(AuditKind::AdminSessionsRevoked, Outcome::Success)
-            .with_user(&user_id)
-            .with_actor(&claims.sub),
+        admin::action(ctx, AuditKind::AdminSessionsRevoked, &user_id, &claims)?,
         now,
     )?;
     store

@@ -7,7 +7,7 @@
 //! acting admin's id. 200 `{message}`. Two database round trips (the email,
 //! from which the counters' keys derive; then the deletion).
 
-use latch_domain::{AuditEvent, AuditKind, Email, Outcome, ThrottleKey};
+use latch_domain::{AuditKind, Email, ThrottleKey};
 use latch_web::{ApiError, Ctx, Method, Request, Response, admin, audit, db, response, time};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
@@ -34,9 +34,7 @@ async fn unlock(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     }
     let record = audit::record(
         ctx,
-        AuditEvent::new(AuditKind::AdminUnlock, Outcome::Success)
-            .with_user(&user_id)
-            .with_actor(&claims.sub),
+        admin::action(ctx, AuditKind::AdminUnlock, &user_id, &claims)?,
         now,
     )?;
     if !store

@@ -11,7 +11,7 @@
 //! `self_demotion`). Recorded as `admin_user_updated` with the acting admin's
 //! id. One database round trip.
 
-use latch_domain::{AuditEvent, AuditKind, Email, FieldError, Outcome, Role, ThrottleKey};
+use latch_domain::{AuditKind, Email, FieldError, Role, ThrottleKey};
 use latch_store::UserChange;
 use latch_web::request::json_body;
 use latch_web::{ApiError, Ctx, Method, Request, Response, admin, audit, db, response, time};
@@ -141,15 +141,14 @@ async fn update(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     }
     let record = audit::record(
         ctx,
-        AuditEvent::new(AuditKind::AdminUserUpdated, Outcome::Success)
-            .with_user(&user_id)
-            .with_actor(&claims.sub)
-            .with_reason(match (change.is_active, change.roles.is_some()) {
+        admin::action(ctx, AuditKind::AdminUserUpdated, &user_id, &claims)?.with_reason(
+            match (change.is_active, change.roles.is_some()) {
                 (Some(false), _) => "disabled",
                 (Some(true), false) => "enabled",
                 (Some(true), true) => "enabled_and_roles",
                 (None, _) => "roles",
-            }),
+            },
+        ),
         now,
     )?;
     let user = store

@@ -46,6 +46,25 @@ pub fn as_caller(claims: &AccessClaims, now: i64) -> AdminCaller<'_> {
     }
 }
 
+/// The audit event of an admin action on `user_id` by the caller: who
+/// acted, on whom, and from which client address.
+pub fn action(
+    ctx: &Ctx,
+    kind: latch_domain::AuditKind,
+    user_id: &str,
+    claims: &AccessClaims,
+) -> Result<latch_domain::AuditEvent, ApiError> {
+    let event = latch_domain::AuditEvent::new(kind, latch_domain::Outcome::Success)
+        .with_user(user_id)
+        .with_actor(&claims.sub);
+    Ok(
+        match ctx.client_ip(crate::config::flag("trust_forwarded_for")?) {
+            Some(ip) => event.with_client_ip(ip),
+            None => event,
+        },
+    )
+}
+
 /// The answer when the database refused the caller.
 pub fn refused(access: AdminAccess) -> ApiError {
     match access {

@@ -49,14 +49,13 @@ pub async fn run(
     methods: &'static [Method],
     handler: impl AsyncFnOnce(&Ctx, Request) -> Result<Response, ApiError>,
 ) {
-    let (response, head, ctx) = match read_request(incoming).await {
+    let (response, head, ctx) = match read_request(incoming, route).await {
         Ok(request) => {
             let head = request.method() == Method::HEAD;
             let ctx = Ctx::new(&request, route);
             (serve(&ctx, request, methods, handler).await, head, ctx)
         }
-        Err(error) => {
-            let ctx = Ctx::unreadable(route);
+        Err((error, ctx)) => {
             let mut response = error.into_response(&ctx);
             response::finish(&mut response, &ctx);
             (response, false, ctx)
@@ -68,7 +67,12 @@ pub async fn run(
     ctx.deliver_letters();
 }
 
-async fn read_request(incoming: spin_sdk::http::IncomingRequest) -> Result<Request, ApiError> {
+/// The whole request; or why it could not be read, with the context its
+/// head gives (path, request id), so the problem names the real path.
+async fn read_request(
+    incoming: spin_sdk::http::IncomingRequest,
+    route: &'static str,
+) -> Result<Request, (ApiError, Ctx)> {
     use spin_sdk::http::Method as Wasi;
     let method = match incoming.method() {
         Wasi::Get => Method::GET,
@@ -80,8 +84,12 @@ async fn read_request(incoming: spin_sdk::http::IncomingRequest) -> Result<Reque
         Wasi::Options => Method::OPTIONS,
         Wasi::Connect => Method::CONNECT,
         Wasi::Trace => Method::TRACE,
-        Wasi::Other(other) => Method::from_bytes(other.as_bytes())
-            .map_err(|_| ApiError::MalformedBody("unknown method".into()))?,
+        Wasi::Other(other) => Method::from_bytes(other.as_bytes()).map_err(|_| {
+            (
+                ApiError::MalformedBody("unknown method".into()),
+                Ctx::unreadable(route),
+            )
+        })?,
     };
     let mut builder = http::Request::builder().method(method).uri(
         incoming
@@ -97,10 +105,19 @@ async fn read_request(incoming: spin_sdk::http::IncomingRequest) -> Result<Reque
         }
         builder = builder.header(name, value);
     }
-    let body = read_body(incoming, declared_length, request::MAX_JSON_BODY).await?;
-    builder
-        .body(body)
-        .map_err(|_| ApiError::MalformedBody("the request could not be read".into()))
+    let head = match builder.body(Vec::new()) {
+        Ok(head) => head,
+        Err(_) => {
+            return Err((
+                ApiError::MalformedBody("the request could not be read".into()),
+                Ctx::unreadable(route),
+            ));
+        }
+    };
+    match read_body(incoming, declared_length, request::MAX_JSON_BODY).await {
+        Ok(body) => Ok(head.map(|_| body)),
+        Err(error) => Err((error, Ctx::new(&head, route))),
+    }
 }
 
 /// The request body, at most `limit` bytes: 413 as soon as the declared
