@@ -4,7 +4,9 @@
 //! (attempts are counted and locked out like sign-ins, so a stolen access
 //! token cannot guess it); every other session of the user is revoked.
 //! 200 `{message}`; 400 for an unacceptable new password; 401 without a valid
-//! session; 403 for a wrong current password; 429 while locked out.
+//! session; 403 for a wrong current password, or `aal2_required` when the
+//! user has a second factor and the session did not present it (the
+//! variable `step_up_routes`); 429 while locked out.
 //! Two database round trips.
 
 use latch_domain::{AuditEvent, AuditKind, Outcome, Password, ThrottleKey, ThrottlePolicy};
@@ -85,6 +87,7 @@ async fn change(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         return Err(ApiError::TooManyRequests { retry_after_secs });
     }
     let credentials = check.credentials;
+    latch_web::mfa::require_step_up(ctx, &claims, credentials.user.mfa_enabled)?;
     if !passwords::verify(current, Some(&credentials.password_hash))? {
         let failure = audit::record(
             ctx,
@@ -99,7 +102,7 @@ async fn change(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         )?;
         // The lock-out is recorded only if this attempt is the one that earned it.
         let locked_out = store
-            .fail_password_check(&throttle_key, &attempt, &failure, &lockout, now)
+            .record_failed_check(&throttle_key, &attempt, &failure, &lockout, now)
             .await?;
         audit::log(ctx, &failure);
         if locked_out {

@@ -1,6 +1,6 @@
 //! `GET /user/profile` and `PUT /user/profile`: the caller's profile.
 //!
-//! GET 200 `{user: {id, email, fullName, avatarUrl, isActive, emailVerified, createdAt}}`.
+//! GET 200 `{user: {id, email, fullName, avatarUrl, isActive, emailVerified, mfaEnabled, createdAt}}`.
 //! PUT `{fullName}` (the old service's `name` is accepted too) answers
 //! 200 `{message, user}`. 401 without a valid access token or when the
 //! session has ended. One database round trip each.
@@ -90,6 +90,7 @@ fn view(user: &User) -> serde_json::Value {
         "avatarUrl": user.avatar_url,
         "isActive": user.is_active,
         "emailVerified": user.email_verified,
+        "mfaEnabled": user.mfa_enabled,
         "createdAt": time::rfc3339(user.created_at),
     })
 }

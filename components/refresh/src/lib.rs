@@ -80,8 +80,12 @@ async fn refresh(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         )
         .await?;
     match outcome {
-        RefreshOutcome::Rotated { session_id, user } => {
-            let access = auth::access_token(&keys, &policy, &user, &session_id, now)?;
+        RefreshOutcome::Rotated {
+            session_id,
+            user,
+            assurance,
+        } => {
+            let access = auth::access_token(&keys, &policy, &user, &session_id, assurance, now)?;
             let mut logged = rotated;
             logged.event = logged.event.with_user(&user.id).with_session(&session_id);
             audit::log(ctx, &logged);

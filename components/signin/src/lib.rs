@@ -5,12 +5,14 @@
 //! unknown email or an inactive account alike (and in the same time); 429
 //! with `Retry-After` while the account or the client address is locked out;
 //! 403 `email_not_verified` for a right password while `require_verified_email`
-//! is on and the address is not verified. Two database round trips.
+//! is on and the address is not verified. For a user with a second factor,
+//! a right password answers 200 `{mfaRequired: true, challenge}` and sets no
+//! cookies: `POST /auth/mfa/verify` opens the session. Two database round trips.
 
 use latch_domain::{
-    AuditEvent, AuditKind, Email, Outcome, RefreshToken, ThrottleKey, ThrottlePolicy,
+    Assurance, AuditEvent, AuditKind, Challenge, Email, Outcome, ThrottleKey, ThrottlePolicy,
 };
-use latch_store::{NewSession, Throttles};
+use latch_store::{NewChallenge, Throttles};
 use latch_web::request::{json_body, required};
 use latch_web::{
     ApiError, Ctx, Method, Request, Response, audit, auth, config, db, passwords, response, time,
@@ -138,38 +140,59 @@ async fn signin(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         audit::log(ctx, &refusal);
         return Err(ApiError::EMAIL_NOT_VERIFIED);
     }
-    let session_id = latch_web::new_id()?;
-    let (refresh, refresh_hash) = RefreshToken::from_random(latch_web::random()?);
-    let access = auth::access_token(&keys, &policy, &user, &session_id, now)?;
+    if user.mfa_enabled {
+        return challenge(ctx, &store, &user, &attempt, &account_key, event, now).await;
+    }
+    let opening = auth::Opening::new(&keys, &policy, &user, Assurance::Password, now)?;
     let signed_in = audit::record(
         ctx,
         event(AuditKind::Signin, Outcome::Success)
             .with_user(&user.id)
-            .with_session(&session_id),
+            .with_session(&opening.session_id),
         now,
     )?;
     let client_ip_text = client_ip.map(|ip| ip.to_string());
-    let session = NewSession {
-        id: &session_id,
-        user_id: &user.id,
-        refresh_hash: &refresh_hash,
-        now,
-        expires_at: policy.refresh_expires_at(now),
-        client_ip: client_ip_text.as_deref(),
-        user_agent: ctx.user_agent(),
-    };
+    let session = opening.session(ctx, &user.id, client_ip_text.as_deref(), &policy, now);
     store.finish_signin(&session, throttles, &signed_in).await?;
     audit::log(ctx, &signed_in);
+    opening.respond(ctx, &user, &policy)
+}
 
-    Ok(response::with_tokens(
+/// The password was right and the user has a second factor: no session
+/// yet, only a challenge that `POST /auth/mfa/verify` takes with a code.
+async fn challenge(
+    ctx: &Ctx,
+    store: &latch_store::Store<db::Backend>,
+    user: &latch_store::User,
+    attempt: &str,
+    account_key: &ThrottleKey,
+    event: impl Fn(AuditKind, Outcome) -> AuditEvent,
+    now: i64,
+) -> Result<Response, ApiError> {
+    let ttl = config::seconds("mfa_challenge_ttl_seconds", 1, 3600)?;
+    let (challenge, hash) = Challenge::new(&user.id, latch_web::random()?);
+    let record = audit::record(
         ctx,
-        serde_json::json!({
-            "message": "Signed in successfully",
-            "user": {"id": user.id, "email": user.email, "fullName": user.full_name},
+        event(AuditKind::Signin, Outcome::Success)
+            .with_user(&user.id)
+            .with_reason("mfa_required"),
+        now,
+    )?;
+    let new = NewChallenge {
+        hash: &hash,
+        user_id: &user.id,
+        attempt_id: attempt,
+        now,
+        expires_at: now.saturating_add(ttl),
+    };
+    store.open_challenge(&new, account_key, &record).await?;
+    audit::log(ctx, &record);
+    Ok(response::json(
+        200,
+        &serde_json::json!({
+            "message": "Enter a code from your authenticator app",
+            "mfaRequired": true,
+            "challenge": challenge.as_str(),
         }),
-        &access,
-        refresh.as_str(),
-        &policy,
-        config::flag("tokens_in_body")?,
     ))
 }

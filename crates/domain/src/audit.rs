@@ -44,6 +44,18 @@ pub enum AuditKind {
     AdminUnlock,
     /// An admin revoked every session of an account.
     AdminSessionsRevoked,
+    /// A TOTP factor was confirmed and is now required at sign-in.
+    MfaEnrolled,
+    /// A second factor completed a sign-in.
+    MfaVerified,
+    /// A wrong, replayed or used code was presented.
+    MfaFailed,
+    /// The TOTP factor was removed.
+    MfaRemoved,
+    /// A recovery code was spent.
+    RecoveryCodeUsed,
+    /// New recovery codes replaced the old ones.
+    RecoveryCodesRegenerated,
 }
 
 /// How it ended.
@@ -77,13 +89,19 @@ impl AuditKind {
             AuditKind::AdminUserUpdated => "admin_user_updated",
             AuditKind::AdminUnlock => "admin_unlock",
             AuditKind::AdminSessionsRevoked => "admin_sessions_revoked",
+            AuditKind::MfaEnrolled => "mfa_enrolled",
+            AuditKind::MfaVerified => "mfa_verified",
+            AuditKind::MfaFailed => "mfa_failed",
+            AuditKind::MfaRemoved => "mfa_removed",
+            AuditKind::RecoveryCodeUsed => "recovery_code_used",
+            AuditKind::RecoveryCodesRegenerated => "recovery_codes_regenerated",
         }
     }
 }
 
 impl AuditKind {
     /// Every kind, for parsing filters.
-    pub const ALL: [AuditKind; 15] = [
+    pub const ALL: [AuditKind; 21] = [
         AuditKind::Signup,
         AuditKind::Signin,
         AuditKind::Refresh,
@@ -99,6 +117,12 @@ impl AuditKind {
         AuditKind::AdminUserUpdated,
         AuditKind::AdminUnlock,
         AuditKind::AdminSessionsRevoked,
+        AuditKind::MfaEnrolled,
+        AuditKind::MfaVerified,
+        AuditKind::MfaFailed,
+        AuditKind::MfaRemoved,
+        AuditKind::RecoveryCodeUsed,
+        AuditKind::RecoveryCodesRegenerated,
     ];
 
     /// The kind named `name` (its [`AuditKind::as_str`]).
@@ -173,6 +197,19 @@ impl AuditEvent {
     #[must_use]
     pub fn with_client_ip(mut self, ip: IpAddr) -> Self {
         self.client_ip = Some(ip.to_string());
+        self
+    }
+
+    /// The same event as another kind (the rest kept: user, session,
+    /// client address), for the related events of one request.
+    pub fn with_kind(mut self, kind: AuditKind) -> Self {
+        self.kind = kind;
+        self
+    }
+
+    /// The same event with another outcome.
+    pub fn with_outcome(mut self, outcome: Outcome) -> Self {
+        self.outcome = outcome;
         self
     }
 

@@ -15,12 +15,14 @@ pub mod config;
 pub mod email;
 pub mod error;
 pub mod ids;
+pub mod mfa;
 pub mod name;
 pub mod one_time;
 pub mod password;
 pub mod role;
 pub mod throttle;
 pub mod token;
+pub mod totp;
 pub mod webhook;
 
 mod encoding;
@@ -31,6 +33,7 @@ pub use config::{ConfigError, Environment};
 pub use email::Email;
 pub use error::{DomainError, FieldError};
 pub use ids::{is_valid_id, new_id};
+pub use mfa::{Assurance, Challenge, SealingKey, UnsealError, parse_challenge};
 pub use name::FullName;
 pub use one_time::{OneTimeToken, TokenPurpose, parse_one_time_token};
 pub use password::{
@@ -44,4 +47,5 @@ pub use token::{
     TokenPolicy, VerificationKey, bearer_token, issue_access_token, parse_refresh_token,
     parse_verification_keys, verify_access_token,
 };
+pub use totp::{TotpError, TotpSecret};
 pub use webhook::WebhookSecret;

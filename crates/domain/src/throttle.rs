@@ -225,6 +225,12 @@ impl ThrottleKey {
         Self(format!("sgn-{}", Self::client(ip).0))
     }
 
+    /// The key counting a user's second-factor codes (sign-in verification,
+    /// confirmation, removal and new recovery codes alike).
+    pub fn second_factor(user_id: &str) -> Self {
+        Self(format!("mfa:{user_id}"))
+    }
+
     /// The key counting a signed-in user's requests for a new verification message.
     pub fn verification_resend(user_id: &str) -> Self {
         Self(format!("vfy:{user_id}"))

@@ -12,7 +12,16 @@ mod refresh;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::mfa::Assurance;
 use crate::role::Role;
+
+fn aal1() -> String {
+    Assurance::Password.aal().to_owned()
+}
+
+fn password_only() -> Vec<String> {
+    Assurance::Password.amr()
+}
 
 pub use jwt::{CLOCK_SKEW_SECS, MAX_TOKEN_LEN, issue_access_token, verify_access_token};
 pub use keys::{KeyError, KeySet, SigningKey, VerificationKey, parse_verification_keys};
@@ -116,6 +125,14 @@ pub struct AccessClaims {
     /// claim name). Absent in tokens issued before it existed: false.
     #[serde(default)]
     pub email_verified: bool,
+    /// Authenticator assurance level: `aal1` (a password) or `aal2` (and a
+    /// second factor). Absent in tokens issued before it existed: `aal1`.
+    #[serde(default = "aal1")]
+    pub aal: String,
+    /// Authentication methods (RFC 8176): `["pwd"]`, `["pwd","otp"]` or
+    /// `["pwd","recovery"]`.
+    #[serde(default = "password_only")]
+    pub amr: Vec<String>,
     /// Issued at (unix seconds).
     pub iat: i64,
     /// Expires at (unix seconds).
@@ -143,6 +160,8 @@ impl AccessClaims {
             sid: session_id.into(),
             roles: roles.iter().map(|role| role.as_str().to_owned()).collect(),
             email_verified: false,
+            aal: aal1(),
+            amr: password_only(),
             iat: now,
             exp: policy.access_expires_at(now),
             typ: Self::TYPE.to_owned(),
@@ -153,6 +172,18 @@ impl AccessClaims {
     pub fn with_email_verified(mut self, verified: bool) -> Self {
         self.email_verified = verified;
         self
+    }
+
+    /// The same claims, saying how the session's user was authenticated.
+    pub fn with_assurance(mut self, assurance: Assurance) -> Self {
+        self.aal = assurance.aal().to_owned();
+        self.amr = assurance.amr();
+        self
+    }
+
+    /// Whether the session presented a second factor.
+    pub fn is_aal2(&self) -> bool {
+        self.aal == "aal2"
     }
 
     /// Whether the token grants `role`.
@@ -211,6 +242,14 @@ mod tests {
         assert!(claims.has_role(Role::User));
         assert!(!claims.has_role(Role::Admin));
         assert_eq!(claims.known_roles(), vec![Role::User]);
+        assert_eq!(
+            (claims.aal.as_str(), claims.amr.clone()),
+            ("aal1", vec!["pwd".to_owned()])
+        );
+        assert!(!claims.is_aal2());
+        let stepped = claims.with_assurance(Assurance::PasswordAndOtp);
+        assert!(stepped.is_aal2());
+        assert_eq!(stepped.amr, vec!["pwd", "otp"]);
     }
 
     #[test]

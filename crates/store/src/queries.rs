@@ -3,13 +3,15 @@
 //! that a write decides are read back in the same round trip.
 
 use latch_domain::{
-    AuditEvent, Email, RefreshTokenHash, ThrottleKey, ThrottlePolicy, ThrottleState,
+    Assurance, AuditEvent, Email, RefreshTokenHash, ThrottleKey, ThrottlePolicy, ThrottleState,
 };
 
 use crate::{Database, Row, Rows, Statement, Store, StoreError, Value, stmt};
 
 mod admin;
+mod mfa;
 pub use admin::*;
+pub use mfa::*;
 
 /// An audit event with what the database row needs besides the event.
 #[derive(Debug, Clone)]
@@ -123,6 +125,8 @@ pub struct User {
     pub roles: Vec<String>,
     /// Whether the address was verified (`email_verified_at` is set).
     pub email_verified: bool,
+    /// Whether a confirmed second factor (TOTP) is asked for at sign-in.
+    pub mfa_enabled: bool,
 }
 
 /// A user with the password hash, for sign-in and password change.
@@ -134,7 +138,8 @@ pub struct UserCredentials {
 
 const USER_COLUMNS: &str = "u.id, u.email, u.full_name, u.avatar_url, u.is_active, u.created_at, \
      (SELECT group_concat(r.name, ',') FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id) AS roles, \
-     u.email_verified_at";
+     u.email_verified_at, \
+     EXISTS (SELECT 1 FROM mfa_factors f WHERE f.user_id = u.id AND f.confirmed_at IS NOT NULL) AS mfa_enabled";
 
 fn user_from(row: &Row<'_>) -> Result<User, StoreError> {
     let mut roles: Vec<String> = row
@@ -154,6 +159,7 @@ fn user_from(row: &Row<'_>) -> Result<User, StoreError> {
         created_at: row.int("created_at")?,
         roles,
         email_verified: row.opt_int("email_verified_at")?.is_some(),
+        mfa_enabled: row.flag("mfa_enabled")?,
     })
 }
 
@@ -229,6 +235,8 @@ pub struct NewSession<'a> {
     pub expires_at: i64,
     pub client_ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
+    /// How the user was authenticated; every access token of the session says so.
+    pub assurance: Assurance,
 }
 
 /// The throttle counters a sign-in attempt is counted against.
@@ -269,7 +277,12 @@ pub struct PasswordCheck {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RefreshOutcome {
     /// The token was current: it is retired and the new one is current.
-    Rotated { session_id: String, user: User },
+    Rotated {
+        session_id: String,
+        user: User,
+        /// How the session was opened.
+        assurance: Assurance,
+    },
     /// The token had already been rotated: its session is now revoked.
     Reused { session_id: String, user_id: String },
     /// Unknown, expired, revoked or the user is inactive.
@@ -521,20 +534,7 @@ impl<D: Database> Store<D> {
             vec![throttles.account.0.as_str().into()],
         )];
         writes.extend(purge_expired_sessions(session.user_id, session.now));
-        writes.push(stmt(
-            "INSERT INTO sessions (id, user_id, refresh_hash, generation, created_at, last_used_at, expires_at, client_ip, user_agent) \
-             VALUES (?, ?, ?, 0, ?, ?, ?, ?, ?)",
-            vec![
-                session.id.into(),
-                session.user_id.into(),
-                session.refresh_hash.as_str().into(),
-                session.now.into(),
-                session.now.into(),
-                session.expires_at.into(),
-                session.client_ip.into(),
-                session.user_agent.into(),
-            ],
-        ));
+        writes.push(insert_session(session, None));
         writes.push(audit.insert());
         self.batch(&writes, None).await.map(drop)
     }
@@ -571,10 +571,10 @@ impl<D: Database> Store<D> {
         self.recorded_after(&writes, lockout).await
     }
 
-    /// A wrong current password: records `failure`, and `lockout` if this
-    /// attempt's count locked the key. Returns whether `lockout` was
-    /// recorded. One round trip.
-    pub async fn fail_password_check(
+    /// A wrong current password or second-factor code: records `failure`,
+    /// and `lockout` if this attempt's count locked the key. Returns whether
+    /// `lockout` was recorded. One round trip.
+    pub async fn record_failed_check(
         &self,
         key: &ThrottleKey,
         attempt_id: &str,
@@ -651,10 +651,10 @@ impl<D: Database> Store<D> {
         let (reused_flag, reused_id) = recorded(reused, "reused");
         let read = stmt(
             &format!(
-                "SELECT {USER_COLUMNS}, s.id AS session_id, 'rotated' AS outcome, 0 AS reused \
+                "SELECT {USER_COLUMNS}, s.id AS session_id, s.amr AS amr, 'rotated' AS outcome, 0 AS reused \
                  FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.refresh_hash = ? \
                  UNION ALL \
-                 SELECT s.user_id, NULL, NULL, NULL, 0, 0, NULL, NULL, s.id, 'reused', {reused_flag} \
+                 SELECT s.user_id, NULL, NULL, NULL, 0, 0, NULL, NULL, 0, s.id, s.amr, 'reused', {reused_flag} \
                  FROM sessions s WHERE s.id = {retired_session} AND {not_rotated}"
             ),
             vec![new_v.clone(), reused_id, old_v, new_v],
@@ -668,6 +668,7 @@ impl<D: Database> Store<D> {
             "rotated" => Ok(RefreshOutcome::Rotated {
                 session_id,
                 user: user_from(&row)?,
+                assurance: Assurance::from_stored(row.text("amr")?),
             }),
             // Only a reuse that revoked a live session is reported as such;
             // an already-revoked family just answers as invalid.
@@ -1336,6 +1337,18 @@ fn record_if_locked(
     locked_by: Option<&str>,
     now: i64,
 ) -> Statement {
+    record_if_locked_and(audit, keys, locked_by, None, now)
+}
+
+/// As [`record_if_locked`], and only if `guard` (a condition and its
+/// parameters) holds too.
+fn record_if_locked_and(
+    audit: &AuditRecord,
+    keys: &[&ThrottleKey],
+    locked_by: Option<&str>,
+    guard: Option<(&str, Vec<Value>)>,
+    now: i64,
+) -> Statement {
     let mut params: Vec<Value> = keys.iter().map(|k| Value::from(k.as_str())).collect();
     params.push(now.into());
     let by_attempt = match locked_by {
@@ -1345,9 +1358,16 @@ fn record_if_locked(
         }
         None => "",
     };
+    let guard = match guard {
+        Some((condition, extra)) => {
+            params.extend(extra);
+            format!(" AND {condition}")
+        }
+        None => String::new(),
+    };
     audit.insert_if(
         &format!(
-            "EXISTS (SELECT 1 FROM throttle WHERE key IN ({}) AND locked_until > ?{by_attempt})",
+            "EXISTS (SELECT 1 FROM throttle WHERE key IN ({}) AND locked_until > ?{by_attempt}){guard}",
             placeholders(keys.len())
         ),
         params,
@@ -1366,6 +1386,19 @@ pub(crate) fn count_attempt(
     policy: &ThrottlePolicy,
     attempt_id: &str,
     others: &[&ThrottleKey],
+    now: i64,
+) -> Statement {
+    count_attempt_if(key, policy, attempt_id, others, None, now)
+}
+
+/// As [`count_attempt`], counting only if `guard` (a condition and its
+/// parameters) holds: an attempt that names no real challenge is no guess.
+pub(crate) fn count_attempt_if(
+    key: &ThrottleKey,
+    policy: &ThrottlePolicy,
+    attempt_id: &str,
+    others: &[&ThrottleKey],
+    guard: Option<(&str, Vec<Value>)>,
     now: i64,
 ) -> Statement {
     let expired = "? - MAX(window_started_at, locked_until) >= ?";
@@ -1392,6 +1425,13 @@ pub(crate) fn count_attempt(
         params.push(now.into());
         params.push(attempt_id.into());
     }
+    let guard = match guard {
+        Some((condition, extra)) => {
+            params.extend(extra);
+            format!(" AND {condition}")
+        }
+        None => String::new(),
+    };
     params.extend([
         // failures
         now.into(),
@@ -1417,7 +1457,7 @@ pub(crate) fn count_attempt(
     stmt(
         &format!(
             "INSERT INTO throttle (key, failures, window_started_at, locked_until, last_attempt) \
-             SELECT ?, 1, ?, ?, ? WHERE NOT {others_locked} \
+             SELECT ?, 1, ?, ?, ? WHERE NOT {others_locked}{guard} \
              ON CONFLICT (key) DO UPDATE SET \
              failures = {counted}, \
              window_started_at = CASE WHEN {expired} THEN ? ELSE window_started_at END, \
@@ -1476,6 +1516,37 @@ pub(crate) fn count_failure(
                  THEN MAX(locked_until, ? + MIN(?, ? * (1 << MIN({counted} - ?, 40)))) \
                  ELSE locked_until END, \
              last_attempt = CASE WHEN locked_until <= ? THEN ? ELSE last_attempt END"
+        ),
+        params,
+    )
+}
+
+/// Inserts `session`; with `only_if` (a condition and its parameters), only
+/// when it holds at that point of the batch.
+fn insert_session(session: &NewSession<'_>, only_if: Option<(&str, Vec<Value>)>) -> Statement {
+    let mut params: Vec<Value> = vec![
+        session.id.into(),
+        session.user_id.into(),
+        session.refresh_hash.as_str().into(),
+        session.now.into(),
+        session.now.into(),
+        session.expires_at.into(),
+        session.client_ip.into(),
+        session.user_agent.into(),
+        session.assurance.aal().into(),
+        session.assurance.stored().into(),
+    ];
+    let condition = match only_if {
+        Some((condition, extra)) => {
+            params.extend(extra);
+            condition.to_owned()
+        }
+        None => "1".to_owned(),
+    };
+    stmt(
+        &format!(
+            "INSERT INTO sessions (id, user_id, refresh_hash, generation, created_at, last_used_at, expires_at, client_ip, user_agent, aal, amr) \
+             SELECT ?, ?, ?, 0, ?, ?, ?, ?, ?, ?, ? WHERE {condition}"
         ),
         params,
     )

@@ -7,8 +7,8 @@ use std::cell::RefCell;
 
 use futures::executor::block_on;
 use latch_domain::{
-    AuditEvent, AuditKind, Email, Outcome, RefreshToken, Role, ThrottleKey, ThrottlePolicy,
-    ThrottleState,
+    Assurance, AuditEvent, AuditKind, Email, Outcome, RefreshToken, Role, ThrottleKey,
+    ThrottlePolicy, ThrottleState,
 };
 use latch_store::{
     AuditRecord, Database, NewSession, NewToken, NewUser, RefreshOutcome, RevokeOutcome, Rows,
@@ -200,6 +200,7 @@ fn session(store: &Store<&Native>, id: &str, user: &str, refresh: &RefreshToken,
             expires_at: now + 3_600,
             client_ip: Some("127.0.0.1"),
             user_agent: Some("test"),
+            assurance: Assurance::Password,
         },
         Throttles {
             account: (&key, &ThrottlePolicy::ACCOUNT),
@@ -381,6 +382,7 @@ fn sign_in_reserves_account_attempts_and_success_releases_them() {
             expires_at: 9_000,
             client_ip: Some("10.0.0.1"),
             user_agent: None,
+            assurance: Assurance::Password,
         },
         throttles,
         &audit(AuditKind::Signin, Outcome::Success, 2_000),
@@ -736,7 +738,9 @@ fn rotation_is_single_use_and_reuse_revokes_the_session() {
     .unwrap();
     assert_eq!(store.round_trips(), 1);
     match outcome {
-        RefreshOutcome::Rotated { session_id, user } => {
+        RefreshOutcome::Rotated {
+            session_id, user, ..
+        } => {
             assert_eq!(session_id, "s1");
             assert_eq!(user.roles, vec!["user".to_string()]);
         }
@@ -1439,4 +1443,297 @@ fn admin_queries_check_the_caller_and_page_by_email() {
     .unwrap();
     assert_eq!(page.events.len(), 1);
     assert_eq!(page.events[0].actor_id.as_deref(), Some("admin"));
+}
+
+// --- second factor -----------------------------------------------------------
+
+/// A user `u1` with session `s1` (aal1) and a confirmed factor whose last
+/// used step is 100, with recovery codes `r1`..`r3`.
+fn user_with_factor(db: &Native, store: &Store<&Native>) {
+    sign_up(store, "u1", "ada@example.com");
+    session(store, "s1", "u1", &token(1).0, 2_000);
+    assert!(matches!(
+        block_on(store.enroll_factor("s1", "u1", "v1.sealed", 2_000)).unwrap(),
+        latch_store::Enrolment::Pending { .. }
+    ));
+    let key = ThrottleKey::second_factor("u1");
+    let hashes: Vec<String> = (1..=3).map(|i| format!("r{i}")).collect();
+    assert!(
+        block_on(store.confirm_factor(
+            "s1",
+            "u1",
+            "v1.sealed",
+            100,
+            &hashes,
+            &key,
+            2_000,
+            &audit(AuditKind::MfaEnrolled, Outcome::Success, 2_000),
+        ))
+        .unwrap()
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM mfa_recovery_codes WHERE user_id = 'u1'"),
+        3
+    );
+}
+
+fn open_challenge(store: &Store<&Native>, hash: &str, expires_at: i64) {
+    let email = Email::parse("ada@example.com").unwrap();
+    block_on(store.open_challenge(
+        &latch_store::NewChallenge {
+            hash,
+            user_id: "u1",
+            attempt_id: "attempt",
+            now: 2_100,
+            expires_at,
+        },
+        &ThrottleKey::account(&email),
+        &audit(AuditKind::Signin, Outcome::Success, 2_100),
+    ))
+    .unwrap();
+}
+
+fn finish(
+    store: &Store<&Native>,
+    hash: &str,
+    proof: latch_store::Proof<'_>,
+    id: &str,
+    now: i64,
+) -> bool {
+    let (_, refresh_hash) = token(id.as_bytes()[1]);
+    let session = NewSession {
+        id,
+        user_id: "u1",
+        refresh_hash: &refresh_hash,
+        now,
+        expires_at: now + 3_600,
+        client_ip: None,
+        user_agent: None,
+        assurance: Assurance::PasswordAndOtp,
+    };
+    block_on(store.finish_challenge(
+        hash,
+        proof,
+        &session,
+        &ThrottleKey::second_factor("u1"),
+        &audit(AuditKind::MfaVerified, Outcome::Success, now),
+        None,
+    ))
+    .unwrap()
+}
+
+#[test]
+fn enrolment_is_pending_until_confirmed_and_a_confirmed_factor_is_kept() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    sign_up(&store, "u1", "ada@example.com");
+    session(&store, "s1", "u1", &token(1).0, 2_000);
+    session(&store, "s2", "u1", &token(2).0, 2_000);
+    let pending = block_on(store.enroll_factor("s1", "u1", "v1.first", 2_000)).unwrap();
+    assert_eq!(
+        pending,
+        latch_store::Enrolment::Pending {
+            email: "ada@example.com".into()
+        }
+    );
+    // A new enrolment replaces a pending one.
+    block_on(store.enroll_factor("s1", "u1", "v1.second", 2_001)).unwrap();
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM mfa_factors WHERE secret_sealed = 'v1.second'"),
+        1
+    );
+    let key = ThrottleKey::second_factor("u1");
+    let confirm = |sealed: &str| {
+        block_on(store.confirm_factor(
+            "s1",
+            "u1",
+            sealed,
+            70,
+            &["h".to_string()],
+            &key,
+            2_002,
+            &audit(AuditKind::MfaEnrolled, Outcome::Success, 2_002),
+        ))
+        .unwrap()
+    };
+    // A confirmation of the replaced secret changes nothing.
+    assert!(!confirm("v1.first"));
+    assert!(confirm("v1.second"));
+    // Other sessions are revoked; the confirming one stays.
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE revoked_reason = 'mfa_enrolled'"),
+        1
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE id = 's1' AND revoked_at IS NULL"),
+        1
+    );
+    assert_eq!(
+        block_on(store.enroll_factor("s1", "u1", "v1.third", 2_003)).unwrap(),
+        latch_store::Enrolment::AlreadyEnabled
+    );
+    assert!(
+        block_on(store.profile("s1", "u1", 2_003))
+            .unwrap()
+            .unwrap()
+            .mfa_enabled
+    );
+}
+
+#[test]
+fn one_challenge_opens_one_session_and_a_step_is_accepted_once() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    user_with_factor(&db, &store);
+    open_challenge(&store, "c1", 2_400);
+    open_challenge(&store, "c2", 2_400);
+    let totp = |step| latch_store::Proof::Totp { step };
+    // The step of the confirmation, or an earlier one, is a replay.
+    assert!(!finish(&store, "c1", totp(100), "sa", 2_200));
+    assert!(finish(&store, "c1", totp(101), "sb", 2_200));
+    // The challenge is spent, and so is step 101 (also through another challenge).
+    assert!(!finish(&store, "c1", totp(102), "sc", 2_200));
+    assert!(!finish(&store, "c2", totp(101), "sd", 2_200));
+    assert!(finish(&store, "c2", totp(102), "se", 2_200));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE aal = 'aal2' AND amr = 'pwd otp'"),
+        2
+    );
+    // An expired challenge opens nothing.
+    open_challenge(&store, "c3", 2_300);
+    assert!(!finish(&store, "c3", totp(200), "sf", 2_300));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE id = 'sf'"),
+        0
+    );
+}
+
+#[test]
+fn a_recovery_code_is_spent_once() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    user_with_factor(&db, &store);
+    open_challenge(&store, "c1", 2_400);
+    open_challenge(&store, "c2", 2_400);
+    let code = latch_store::Proof::RecoveryCode { hash: "r2" };
+    assert!(finish(&store, "c1", code, "sa", 2_200));
+    assert!(!finish(&store, "c2", code, "sb", 2_200));
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM mfa_recovery_codes WHERE used_at IS NOT NULL"),
+        1
+    );
+    // The check reads only the unused codes.
+    let attempt = latch_store::FactorAttempt {
+        key: &ThrottleKey::second_factor("u1"),
+        policy: &ThrottlePolicy::ACCOUNT,
+        attempt_id: "a1",
+        refusal: &refusal(2_200),
+    };
+    let context = block_on(store.begin_challenge_check("c2", "u1", attempt, 2_200))
+        .unwrap()
+        .unwrap();
+    assert_eq!(context.recovery_code_hashes.len(), 2);
+    assert!(!context.recovery_code_hashes.contains(&"r2".to_string()));
+    assert!(context.factor.unwrap().confirmed);
+}
+
+#[test]
+fn a_made_up_challenge_counts_nothing_and_a_real_one_counts_each_code() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    user_with_factor(&db, &store);
+    open_challenge(&store, "c1", 9_000);
+    let key = ThrottleKey::second_factor("u1");
+    let check = |hash: &str, attempt_id: &str, now: i64| {
+        let refused = refusal(now);
+        let attempt = latch_store::FactorAttempt {
+            key: &key,
+            policy: &ThrottlePolicy::ACCOUNT,
+            attempt_id,
+            refusal: &refused,
+        };
+        block_on(store.begin_challenge_check(hash, "u1", attempt, now)).unwrap()
+    };
+    assert!(check("made-up", "a0", 2_200).is_none());
+    assert_eq!(db.scalar("SELECT count(*) FROM throttle"), 0);
+    for i in 1..=5 {
+        let context = check("c1", &format!("a{i}"), 2_200).unwrap();
+        assert!(!context.refused);
+        assert_eq!(context.counter.failures, i);
+    }
+    // The fifth attempt locked the key: the sixth is refused and not counted.
+    let context = check("c1", "a6", 2_201).unwrap();
+    assert!(context.refused);
+    assert_eq!(context.counter.failures, 5);
+}
+
+#[test]
+fn removal_needs_a_live_proof_and_takes_everything_with_it() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    user_with_factor(&db, &store);
+    open_challenge(&store, "c1", 9_000);
+    let key = ThrottleKey::second_factor("u1");
+    let remove = |proof| {
+        block_on(store.remove_factor(
+            "s1",
+            "u1",
+            proof,
+            &key,
+            2_200,
+            &audit(AuditKind::MfaRemoved, Outcome::Success, 2_200),
+            None,
+        ))
+        .unwrap()
+    };
+    assert!(!remove(latch_store::Proof::RecoveryCode {
+        hash: "unknown"
+    }));
+    assert!(!remove(latch_store::Proof::Totp { step: 99 }));
+    assert!(remove(latch_store::Proof::RecoveryCode { hash: "r1" }));
+    for table in ["mfa_factors", "mfa_recovery_codes", "mfa_challenges"] {
+        assert_eq!(
+            db.scalar(&format!("SELECT count(*) FROM {table}")),
+            0,
+            "{table}"
+        );
+    }
+    assert!(
+        !block_on(store.profile("s1", "u1", 2_200))
+            .unwrap()
+            .unwrap()
+            .mfa_enabled
+    );
+}
+
+#[test]
+fn refresh_keeps_the_assurance_of_the_session() {
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    user_with_factor(&db, &store);
+    open_challenge(&store, "c1", 9_000);
+    assert!(finish(
+        &store,
+        "c1",
+        latch_store::Proof::Totp { step: 101 },
+        "sa",
+        2_200
+    ));
+    let (_, old) = token(b'a');
+    let (_, new) = token(200);
+    let outcome = block_on(store.rotate_refresh(
+        &old,
+        &new,
+        2_300,
+        9_000,
+        &audit(AuditKind::Refresh, Outcome::Success, 2_300),
+        &audit(AuditKind::RefreshReuseDetected, Outcome::Denied, 2_300),
+    ))
+    .unwrap();
+    match outcome {
+        RefreshOutcome::Rotated { assurance, .. } => {
+            assert_eq!(assurance, Assurance::PasswordAndOtp)
+        }
+        other => panic!("{other:?}"),
+    }
 }

@@ -70,6 +70,7 @@ pub fn refused(access: AdminAccess) -> ApiError {
     match access {
         AdminAccess::SessionEnded => auth::session_ended(),
         AdminAccess::NotAdmin => admin_required(),
+        AdminAccess::SecondFactorRequired => crate::mfa::AAL2_REQUIRED,
     }
 }
 
@@ -137,6 +138,7 @@ pub fn user_summary(user: &latch_store::User) -> serde_json::Value {
         "fullName": user.full_name,
         "isActive": user.is_active,
         "emailVerified": user.email_verified,
+        "mfaEnabled": user.mfa_enabled,
         "roles": user.roles,
         "createdAt": crate::time::rfc3339(user.created_at),
     })

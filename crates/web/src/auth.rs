@@ -118,12 +118,13 @@ pub fn session_ended() -> ApiError {
 }
 
 /// A signed access token for `user` in session `session_id`, carrying the
-/// user's known roles.
+/// user's known roles and how the session's user was authenticated.
 pub fn access_token(
     keys: &KeySet,
     policy: &latch_domain::TokenPolicy,
     user: &latch_store::User,
     session_id: &str,
+    assurance: latch_domain::Assurance,
     now: i64,
 ) -> Result<String, ApiError> {
     let signing = signing_key(keys)?;
@@ -133,7 +134,8 @@ pub fn access_token(
         .filter_map(|r| latch_domain::Role::parse(r))
         .collect();
     let claims = AccessClaims::new(policy, &user.id, session_id, &roles, now)
-        .with_email_verified(user.email_verified);
+        .with_email_verified(user.email_verified)
+        .with_assurance(assurance);
     latch_domain::issue_access_token(signing, &claims)
         .map_err(|_| ApiError::Internal("token signing failed"))
 }
@@ -145,4 +147,78 @@ pub fn signing_key(keys: &KeySet) -> Result<&SigningKey, ApiError> {
         reason: "no signing key".into(),
         kind: "signing_key",
     })
+}
+
+/// A session about to open (sign-in, or the second factor after it): its
+/// id, first refresh token and access token.
+pub struct Opening {
+    pub session_id: String,
+    refresh: latch_domain::RefreshToken,
+    pub refresh_hash: latch_domain::RefreshTokenHash,
+    access: String,
+    assurance: latch_domain::Assurance,
+}
+
+impl Opening {
+    /// New tokens for `user`, authenticated as `assurance`.
+    pub fn new(
+        keys: &KeySet,
+        policy: &latch_domain::TokenPolicy,
+        user: &latch_store::User,
+        assurance: latch_domain::Assurance,
+        now: i64,
+    ) -> Result<Opening, ApiError> {
+        let session_id = crate::new_id()?;
+        let (refresh, refresh_hash) = latch_domain::RefreshToken::from_random(crate::random()?);
+        let access = access_token(keys, policy, user, &session_id, assurance, now)?;
+        Ok(Opening {
+            session_id,
+            refresh,
+            refresh_hash,
+            access,
+            assurance,
+        })
+    }
+
+    /// The session row to store.
+    pub fn session<'a>(
+        &'a self,
+        ctx: &'a Ctx,
+        user_id: &'a str,
+        client_ip: Option<&'a str>,
+        policy: &latch_domain::TokenPolicy,
+        now: i64,
+    ) -> latch_store::NewSession<'a> {
+        latch_store::NewSession {
+            id: &self.session_id,
+            user_id,
+            refresh_hash: &self.refresh_hash,
+            now,
+            expires_at: policy.refresh_expires_at(now),
+            client_ip,
+            user_agent: ctx.user_agent(),
+            assurance: self.assurance,
+        }
+    }
+
+    /// The 200 of a sign-in: the user, and the tokens as cookies (and in
+    /// the body when `tokens_in_body` is on).
+    pub fn respond(
+        &self,
+        ctx: &Ctx,
+        user: &latch_store::User,
+        policy: &latch_domain::TokenPolicy,
+    ) -> Result<crate::Response, ApiError> {
+        Ok(crate::response::with_tokens(
+            ctx,
+            serde_json::json!({
+                "message": "Signed in successfully",
+                "user": {"id": user.id, "email": user.email, "fullName": user.full_name},
+            }),
+            &self.access,
+            self.refresh.as_str(),
+            policy,
+            config::flag("tokens_in_body")?,
+        ))
+    }
 }

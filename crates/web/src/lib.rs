@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod email;
 pub mod error;
+pub mod mfa;
 pub mod passwords;
 pub mod request;
 pub mod response;

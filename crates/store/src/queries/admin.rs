@@ -27,6 +27,8 @@ pub enum AdminAccess {
     SessionEnded,
     /// The caller no longer has the `admin` role (403).
     NotAdmin,
+    /// The caller has a second factor but this session did not present it (403).
+    SecondFactorRequired,
 }
 
 /// An admin answer: either refused, or what the query found.
@@ -93,27 +95,36 @@ pub struct AuditFilter<'a> {
 /// `<session active> AS caller_active, <caller is admin> AS caller_admin`.
 fn access_columns(caller: &AdminCaller<'_>) -> (String, Vec<Value>) {
     let mut params = active_session_params(caller.session_id, caller.user_id, caller.now);
-    params.extend(active_session_params(
-        caller.session_id,
-        caller.user_id,
-        caller.now,
-    ));
+    for _ in 0..2 {
+        params.extend(active_session_params(
+            caller.session_id,
+            caller.user_id,
+            caller.now,
+        ));
+    }
     (
         format!(
             "EXISTS (SELECT 1 FROM sessions s WHERE {ACTIVE_SESSION}) AS caller_active, \
              EXISTS (SELECT 1 FROM sessions s JOIN user_roles ur ON ur.user_id = s.user_id \
-             JOIN roles r ON r.id = ur.role_id AND r.name = 'admin' WHERE {ACTIVE_SESSION}) AS caller_admin"
+             JOIN roles r ON r.id = ur.role_id AND r.name = 'admin' WHERE {ACTIVE_SESSION}) AS caller_admin, \
+             EXISTS (SELECT 1 FROM sessions s WHERE {ACTIVE_SESSION} AND {SESSION_ASSURED}) AS caller_assured"
         ),
         params,
     )
 }
 
-/// The condition of an admin action's writes: the caller is an active admin.
+/// SQL: the session `s` presented a second factor, or its user has none
+/// (an admin with a factor acts only from an `aal2` session).
+const SESSION_ASSURED: &str = "(s.aal = 'aal2' OR NOT EXISTS (SELECT 1 FROM mfa_factors f \
+     WHERE f.user_id = s.user_id AND f.confirmed_at IS NOT NULL))";
+
+/// The condition of an admin action's writes: the caller is an active
+/// admin, with a second factor if they have one.
 fn caller_is_admin(caller: &AdminCaller<'_>) -> (String, Vec<Value>) {
     (
         format!(
             "EXISTS (SELECT 1 FROM sessions s JOIN user_roles ur ON ur.user_id = s.user_id \
-             JOIN roles r ON r.id = ur.role_id AND r.name = 'admin' WHERE {ACTIVE_SESSION})"
+             JOIN roles r ON r.id = ur.role_id AND r.name = 'admin' WHERE {ACTIVE_SESSION} AND {SESSION_ASSURED})"
         ),
         active_session_params(caller.session_id, caller.user_id, caller.now),
     )
@@ -125,6 +136,8 @@ fn access(row: &Row<'_>) -> Result<Admin<()>, StoreError> {
         Err(AdminAccess::SessionEnded)
     } else if !row.flag("caller_admin")? {
         Err(AdminAccess::NotAdmin)
+    } else if !row.flag("caller_assured")? {
+        Err(AdminAccess::SecondFactorRequired)
     } else {
         Ok(())
     })
@@ -167,10 +180,10 @@ impl<D: Database> Store<D> {
         let rows = self
             .query(&stmt(
                 &format!(
-                    "SELECT a.caller_active, a.caller_admin, page.* FROM (SELECT {access_sql}) a \
+                    "SELECT a.caller_active, a.caller_admin, a.caller_assured, page.* FROM (SELECT {access_sql}) a \
                      LEFT JOIN (SELECT {USER_COLUMNS} FROM users u \
                      WHERE u.email >= ? AND u.email < ? || char(127) AND u.email > ? \
-                     ORDER BY u.email LIMIT ?) page ON a.caller_admin \
+                     ORDER BY u.email LIMIT ?) page ON a.caller_admin AND a.caller_assured \
                      ORDER BY page.email"
                 ),
                 params,
@@ -207,12 +220,12 @@ impl<D: Database> Store<D> {
         let rows = self
             .query(&stmt(
                 &format!(
-                    "SELECT a.caller_active, a.caller_admin, {USER_COLUMNS}, \
+                    "SELECT a.caller_active, a.caller_admin, a.caller_assured, {USER_COLUMNS}, \
                      s.id AS session_id, s.created_at AS session_created_at, \
                      s.last_used_at AS session_last_used_at, s.expires_at AS session_expires_at, \
                      s.client_ip AS session_client_ip, s.user_agent AS session_user_agent \
                      FROM (SELECT {access_sql}) a \
-                     LEFT JOIN users u ON a.caller_admin AND u.id = ? \
+                     LEFT JOIN users u ON a.caller_admin AND a.caller_assured AND u.id = ? \
                      LEFT JOIN sessions s ON s.user_id = u.id AND s.revoked_at IS NULL AND s.expires_at > ? \
                      ORDER BY s.last_used_at DESC, s.id"
                 ),
@@ -318,8 +331,8 @@ impl<D: Database> Store<D> {
         params.push(user_id.into());
         let read = stmt(
             &format!(
-                "SELECT a.caller_active, a.caller_admin, {USER_COLUMNS} FROM (SELECT {access_sql}) a \
-                 LEFT JOIN users u ON a.caller_admin AND u.id = ?"
+                "SELECT a.caller_active, a.caller_admin, a.caller_assured, {USER_COLUMNS} FROM (SELECT {access_sql}) a \
+                 LEFT JOIN users u ON a.caller_admin AND a.caller_assured AND u.id = ?"
             ),
             params,
         );
@@ -346,8 +359,8 @@ impl<D: Database> Store<D> {
         let rows = self
             .query(&stmt(
                 &format!(
-                    "SELECT a.caller_active, a.caller_admin, u.email FROM (SELECT {access_sql}) a \
-                     LEFT JOIN users u ON a.caller_admin AND u.id = ?"
+                    "SELECT a.caller_active, a.caller_admin, a.caller_assured, u.email FROM (SELECT {access_sql}) a \
+                     LEFT JOIN users u ON a.caller_admin AND a.caller_assured AND u.id = ?"
                 ),
                 params,
             ))
@@ -424,7 +437,7 @@ impl<D: Database> Store<D> {
         read_params.extend(access_params);
         let read = stmt(
             &format!(
-                "SELECT a.caller_active, a.caller_admin, \
+                "SELECT a.caller_active, a.caller_admin, a.caller_assured, \
                  EXISTS (SELECT 1 FROM users WHERE id = ?) AS known FROM (SELECT {access_sql}) a"
             ),
             read_params,
@@ -468,10 +481,10 @@ impl<D: Database> Store<D> {
         let rows = self
             .query(&stmt(
                 &format!(
-                    "SELECT a.caller_active, a.caller_admin, page.* FROM (SELECT {access_sql}) a \
+                    "SELECT a.caller_active, a.caller_admin, a.caller_assured, page.* FROM (SELECT {access_sql}) a \
                      LEFT JOIN (SELECT e.rowid AS seq, e.id, e.at, e.event, e.outcome, e.user_id, e.actor_id, e.session_id, \
                      e.email, e.client_ip, e.reason, e.request_id FROM audit_events e {where_clause} \
-                     ORDER BY e.rowid DESC LIMIT ?) page ON a.caller_admin \
+                     ORDER BY e.rowid DESC LIMIT ?) page ON a.caller_admin AND a.caller_assured \
                      ORDER BY page.seq DESC"
                 ),
                 params,
