@@ -1737,3 +1737,55 @@ fn refresh_keeps_the_assurance_of_the_session() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn an_admin_with_a_factor_acts_only_from_a_session_that_presented_it() {
+    use latch_store::{AdminAccess, AdminCaller};
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    user_with_factor(&db, &store);
+    db.conn
+        .borrow()
+        .execute(
+            "INSERT INTO user_roles (user_id, role_id, created_at) VALUES ('u1', 'role-admin', 0)",
+            [],
+        )
+        .unwrap();
+    let caller = |session_id| AdminCaller {
+        session_id,
+        user_id: "u1",
+        now: 2_300,
+    };
+    // s1 signed in with the password alone.
+    assert_eq!(
+        block_on(store.admin_list_users(&caller("s1"), "", None, 10))
+            .unwrap()
+            .unwrap_err(),
+        AdminAccess::SecondFactorRequired
+    );
+    assert!(
+        block_on(store.admin_revoke_sessions(
+            &caller("s1"),
+            "u1",
+            &audit(AuditKind::AdminSessionsRevoked, Outcome::Success, 2_300)
+        ))
+        .unwrap()
+        .is_err()
+    );
+    assert_eq!(
+        db.scalar("SELECT count(*) FROM sessions WHERE revoked_at IS NOT NULL"),
+        0
+    );
+    open_challenge(&store, "c1", 9_000);
+    assert!(finish(
+        &store,
+        "c1",
+        latch_store::Proof::Totp { step: 101 },
+        "sa",
+        2_200
+    ));
+    let page = block_on(store.admin_list_users(&caller("sa"), "", None, 10))
+        .unwrap()
+        .unwrap();
+    assert_eq!(page.users.len(), 1);
+}
