@@ -13,8 +13,9 @@ CREATE TABLE mfa_factors (
     last_used_step    INTEGER
 ) WITHOUT ROWID;
 
--- Single-use recovery codes of a confirmed factor, stored only as the hex
--- SHA-256 of their normalised text; used_at is set by the write that spends one.
+-- Single-use recovery codes of a confirmed factor, stored only as a keyed hash
+-- (hex HMAC-SHA-256 of the user id and the normalised code, under a key derived
+-- from mfa_encryption_key); used_at is set by the write that spends one.
 CREATE TABLE mfa_recovery_codes (
     user_id    TEXT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
     hash       TEXT NOT NULL,

@@ -2,12 +2,12 @@
 //!
 //! Admins only (403 `admin_required` otherwise); 404 for an unknown id.
 //! Deletes the account's throttle counters (sign-in, password check,
-//! recovery requests), so a locked account can sign in at once; its client
-//! addresses' counters are left alone. Recorded as `admin_unlock` with the
+//! recovery requests, second-factor codes), so a locked account can sign in
+//! at once; its client addresses' counters are left alone. Recorded as `admin_unlock` with the
 //! acting admin's id. 200 `{message}`. Two database round trips (the email,
 //! from which the counters' keys derive; then the deletion).
 
-use latch_domain::{AuditKind, Email, ThrottleKey};
+use latch_domain::{AuditKind, ThrottleKey};
 use latch_web::{ApiError, Ctx, Method, Request, Response, admin, audit, db, response, time};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
@@ -27,11 +27,7 @@ async fn unlock(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         .await?
         .map_err(admin::refused)?
         .ok_or_else(admin::no_such_user)?;
-    let mut keys = vec![ThrottleKey::password_check(&user_id)];
-    if let Ok(email) = Email::parse(&email) {
-        keys.push(ThrottleKey::account(&email));
-        keys.push(ThrottleKey::recovery(&email));
-    }
+    let keys = ThrottleKey::of_account(&user_id, &email);
     let record = audit::record(
         ctx,
         admin::action(ctx, AuditKind::AdminUnlock, &user_id, &claims)?,

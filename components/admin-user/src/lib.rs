@@ -11,7 +11,7 @@
 //! `self_demotion`). Recorded as `admin_user_updated` with the acting admin's
 //! id. One database round trip.
 
-use latch_domain::{AuditKind, Email, FieldError, Role, ThrottleKey};
+use latch_domain::{AuditKind, FieldError, Role, ThrottleKey};
 use latch_store::UserChange;
 use latch_web::request::json_body;
 use latch_web::{ApiError, Ctx, Method, Request, Response, admin, audit, db, response, time};
@@ -55,17 +55,16 @@ async fn show(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
         .await?
         .map_err(admin::refused)?
         .ok_or_else(admin::no_such_user)?;
-    let mut keys = vec![ThrottleKey::password_check(&detail.user.id)];
-    // A stored email always parses; if one did not, only its sign-in counter is unknown.
-    if let Ok(email) = Email::parse(&detail.user.email) {
-        keys.push(ThrottleKey::account(&email));
-        keys.push(ThrottleKey::recovery(&email));
-    }
+    let keys = ThrottleKey::of_account(&detail.user.id, &detail.user.email);
     let locked_until = store.admin_locked_until(&keys).await?;
     let mut user = admin::user_summary(&detail.user);
     user["lockedOut"] = serde_json::json!(locked_until > now);
     user["lockedUntil"] =
         serde_json::json!((locked_until > now).then(|| time::rfc3339(locked_until)));
+    user["mfa"] = serde_json::json!({
+        "enabled": detail.user.mfa_enabled,
+        "confirmedAt": detail.user.mfa_confirmed_at.map(time::rfc3339),
+    });
     user["sessions"] = detail
         .sessions
         .iter()

@@ -6,9 +6,9 @@
 //! 429 while the user's codes are locked out. Two database round trips.
 
 use latch_domain::AuditKind;
-use latch_web::mfa::{self, Attempt, CodeBody, Verified};
+use latch_web::mfa::{self, CodeBody, SignedInCheck, Verified};
 use latch_web::request::json_body;
-use latch_web::{ApiError, Ctx, Method, Request, Response, audit, auth, db, response, time};
+use latch_web::{ApiError, Ctx, Method, Request, Response, audit, response};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
 #[spin_sdk::http_component]
@@ -26,35 +26,26 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 async fn regenerate(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let body: CodeBody = json_body(&req)?;
     let presented = body.presented(false)?;
-    let now = time::now();
-    let store = db::open()?;
-    let (claims, keys) = auth::verify(ctx, &store, now).await?;
-    let key = mfa::sealing_key(&keys)?;
-    let attempt = Attempt::new(ctx, &claims.sub, Some(&claims.sid), now)?;
-    let context = store
-        .begin_factor_check(&claims.sid, &claims.sub, attempt.counted(), now)
-        .await?
-        .ok_or_else(auth::session_ended)?;
-    attempt.refused(ctx, &context)?;
-    mfa::require_step_up(ctx, &claims, context.user.mfa_enabled)?;
-    if !context.user.mfa_enabled {
+    let check = SignedInCheck::begin(ctx).await?;
+    mfa::require_step_up(ctx, &check.claims, check.context.user.mfa_enabled)?;
+    if !check.context.user.mfa_enabled {
         return Err(mfa::NOT_ENABLED);
     }
-    let step = match mfa::check(&context, &key, &presented, now)? {
-        Ok(Verified::Totp { step }) => step,
-        Ok(Verified::RecoveryCode { .. }) => return Err(mfa::INVALID_CODE),
-        Err(reason) => return Err(attempt.failed(ctx, &store, reason).await?),
+    let Verified::Totp { step } = check.verify(ctx, &presented).await? else {
+        return Err(mfa::INVALID_CODE);
     };
-    let (codes, hashes) = mfa::new_recovery_codes()?;
-    let record = audit::record(ctx, attempt.event(AuditKind::RecoveryCodesRegenerated), now)?;
-    let done = store
+    let (codes, hashes) = mfa::new_recovery_codes(&check.key, &check.claims.sub)?;
+    let record = check.record(ctx, AuditKind::RecoveryCodesRegenerated)?;
+    let claims = &check.claims;
+    let done = check
+        .store
         .regenerate_recovery_codes(
             &claims.sid,
             &claims.sub,
             step,
             &hashes,
-            &attempt.key,
-            now,
+            &check.attempt.key,
+            check.now,
             &record,
         )
         .await?;

@@ -8,9 +8,9 @@
 //! user's codes are locked out. Two database round trips.
 
 use latch_domain::AuditKind;
-use latch_web::mfa::{self, Attempt, CodeBody};
+use latch_web::mfa::{self, CodeBody, SignedInCheck};
 use latch_web::request::json_body;
-use latch_web::{ApiError, Ctx, Method, Request, Response, audit, auth, db, response, time};
+use latch_web::{ApiError, Ctx, Method, Request, Response, audit, response};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
 
 #[spin_sdk::http_component]
@@ -21,40 +21,26 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 async fn remove(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let body: CodeBody = json_body(&req)?;
     let presented = body.presented(true)?;
-    let now = time::now();
-    let store = db::open()?;
-    let (claims, keys) = auth::verify(ctx, &store, now).await?;
-    let key = mfa::sealing_key(&keys)?;
-    let attempt = Attempt::new(ctx, &claims.sub, Some(&claims.sid), now)?;
-    let context = store
-        .begin_factor_check(&claims.sid, &claims.sub, attempt.counted(), now)
-        .await?
-        .ok_or_else(auth::session_ended)?;
-    attempt.refused(ctx, &context)?;
-    mfa::require_step_up(ctx, &claims, context.user.mfa_enabled)?;
-    if !context.user.mfa_enabled {
+    let check = SignedInCheck::begin(ctx).await?;
+    mfa::require_step_up(ctx, &check.claims, check.context.user.mfa_enabled)?;
+    if !check.context.user.mfa_enabled {
         return Err(mfa::NOT_ENABLED);
     }
-    let verified = match mfa::check(&context, &key, &presented, now)? {
-        Ok(verified) => verified,
-        Err(reason) => return Err(attempt.failed(ctx, &store, reason).await?),
-    };
-    let removed = audit::record(ctx, attempt.event(AuditKind::MfaRemoved), now)?;
+    let verified = check.verify(ctx, &presented).await?;
+    let removed = check.record(ctx, AuditKind::MfaRemoved)?;
     let code_used = match verified.is_recovery_code() {
-        true => Some(audit::record(
-            ctx,
-            attempt.event(AuditKind::RecoveryCodeUsed),
-            now,
-        )?),
+        true => Some(check.record(ctx, AuditKind::RecoveryCodeUsed)?),
         false => None,
     };
-    let done = store
+    let claims = &check.claims;
+    let done = check
+        .store
         .remove_factor(
             &claims.sid,
             &claims.sub,
             verified.proof(),
-            &attempt.key,
-            now,
+            &check.attempt.key,
+            check.now,
             &removed,
             code_used.as_ref(),
         )

@@ -6,6 +6,7 @@ use std::fmt;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -13,7 +14,7 @@ use crate::config::ConfigError;
 use crate::encoding::{b64url_decode, b64url_decode_exact, b64url_encode};
 use crate::ids::is_valid_id;
 use crate::one_time::{OneTimeToken, parse_one_time_token};
-use crate::totp::{SECRET_BYTES, TotpSecret};
+use crate::totp::{SECRET_BYTES, TotpSecret, hashes_equal, normalise_recovery_code};
 
 /// How a session's user proved who they are (OIDC's `amr` values, RFC 8176).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -179,6 +180,31 @@ impl SealingKey {
         format!("{SEALED_V1}{}", b64url_encode(&bytes))
     }
 
+    /// What is stored for one of `user_id`'s recovery codes: hex
+    /// HMAC-SHA-256 of the user id and the normalised code, under a key
+    /// derived from this one. Keyed and bound to the user, so a copy of the
+    /// database without the key gives nothing to search offline.
+    pub fn recovery_code_hash(&self, user_id: &str, code: &str) -> String {
+        let mut derived = Sha256::new();
+        derived.update(b"latch/recovery-code-hash/v1\0");
+        derived.update(self.0.as_ref());
+        let derived = Zeroizing::new(<[u8; 32]>::from(derived.finalize()));
+        // HMAC accepts every key length: this cannot fail.
+        let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(derived.as_ref()) else {
+            unreachable!("HMAC accepts every key length")
+        };
+        mac.update(user_id.as_bytes());
+        mac.update(b"\0");
+        mac.update(normalise_recovery_code(code).as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `code` is the recovery code of `user_id` stored as `hash`,
+    /// compared in constant time.
+    pub fn recovery_code_matches(&self, user_id: &str, code: &str, hash: &str) -> bool {
+        hashes_equal(&self.recovery_code_hash(user_id, code), hash)
+    }
+
     /// Opens what [`SealingKey::seal`] made for `user_id`.
     ///
     /// # Errors
@@ -303,6 +329,26 @@ mod tests {
         assert_eq!(key.open("garbage", "user-a").unwrap_err(), UnsealError);
         assert!(SealingKey::parse("k", "too-short").is_err());
         assert!(!format!("{key:?}").contains('5'));
+    }
+
+    #[test]
+    fn recovery_code_hashes_are_keyed_bound_to_the_user_and_typing_blind() {
+        let key = SealingKey::parse("k", &b64url_encode(&[5; 32])).unwrap();
+        let other = SealingKey::parse("k", &b64url_encode(&[6; 32])).unwrap();
+        let code = crate::totp::recovery_code([0xAB; 8]);
+        let hash = key.recovery_code_hash("u1", &code);
+        assert_eq!(hash.len(), 64);
+        assert!(key.recovery_code_matches("u1", &code.to_lowercase(), &hash));
+        assert!(key.recovery_code_matches("u1", &code.replace('-', " "), &hash));
+        assert!(!key.recovery_code_matches("u2", &code, &hash));
+        assert!(!other.recovery_code_matches("u1", &code, &hash));
+        let another = crate::totp::recovery_code([0xAC; 8]);
+        assert!(!key.recovery_code_matches("u1", &another, &hash));
+        // Not the plain digest a copy of the database could be searched with.
+        assert_ne!(
+            hash,
+            crate::encoding::sha256_hex(crate::totp::normalise_recovery_code(&code).as_bytes())
+        );
     }
 
     #[test]

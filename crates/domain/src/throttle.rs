@@ -236,6 +236,19 @@ impl ThrottleKey {
         Self(format!("vfy:{user_id}"))
     }
 
+    /// Every key that can lock the account `user_id` out (what an admin's
+    /// unlock clears): sign-in, password check, recovery and second factor.
+    /// `email` is the account's stored address; one that does not parse
+    /// leaves out only the keys derived from it.
+    pub fn of_account(user_id: &str, email: &str) -> Vec<ThrottleKey> {
+        let mut keys = vec![Self::password_check(user_id), Self::second_factor(user_id)];
+        if let Ok(email) = Email::parse(email) {
+            keys.push(Self::account(&email));
+            keys.push(Self::recovery(&email));
+        }
+        keys
+    }
+
     /// The key as stored.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -20,7 +20,7 @@ pub(crate) type Secrets = Arc<Mutex<BTreeSet<String>>>;
 /// made of letters only are not kept either.
 const MIN_SECRET_LEN: usize = 8;
 /// JSON members that carry secrets, in requests and in answers.
-const SECRET_MEMBERS: [&str; 7] = [
+const SECRET_MEMBERS: [&str; 11] = [
     "email",
     // Recovery and verification tokens (POST /auth/password/reset, /auth/email/verify).
     "token",
@@ -29,7 +29,16 @@ const SECRET_MEMBERS: [&str; 7] = [
     "newPassword",
     "refreshToken",
     "accessToken",
+    // The second factor (issue 14): the TOTP secret and the URI carrying it,
+    // sign-in challenges, recovery codes (six-digit codes are too short to
+    // look for).
+    "secret",
+    "otpauthUri",
+    "challenge",
+    "recoveryCode",
 ];
+/// JSON members holding arrays of secrets.
+const SECRET_ARRAYS: [&str; 1] = ["recoveryCodes"];
 
 /// A client for one service (cheap to clone; share it across threads).
 #[derive(Clone)]
@@ -74,6 +83,20 @@ impl Client {
         for member in SECRET_MEMBERS {
             if let Some(text) = value.get(member).and_then(serde_json::Value::as_str) {
                 self.remember(text);
+                // A challenge is `<user id>.<random part>`: the random part
+                // alone is secret too (the user id is not).
+                if member == "challenge"
+                    && let Some((_, random)) = text.split_once('.')
+                {
+                    self.remember(random);
+                }
+            }
+        }
+        for member in SECRET_ARRAYS {
+            if let Some(items) = value.get(member).and_then(serde_json::Value::as_array) {
+                for text in items.iter().filter_map(serde_json::Value::as_str) {
+                    self.remember(text);
+                }
             }
         }
     }

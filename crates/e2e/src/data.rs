@@ -41,7 +41,7 @@ pub fn throttle_key_for_email(email: &str) -> String {
 /// The data invariants no request, failed or not, may break. Returns a
 /// description of each violation (empty when all hold).
 pub fn invariant_violations(conn: &Connection) -> Vec<String> {
-    let checks: [(&str, &str); 17] = [
+    let checks: [(&str, &str); 24] = [
         (
             "a user without a role",
             "SELECT count(*) FROM users u WHERE NOT EXISTS \
@@ -71,9 +71,9 @@ pub fn invariant_violations(conn: &Connection) -> Vec<String> {
             "SELECT count(*) FROM throttle WHERE failures < 0",
         ),
         (
-            "an account or password counter at its limit (5) without a lock",
-            "SELECT count(*) FROM throttle WHERE (key LIKE 'acct:%' OR key LIKE 'pwd:%') \
-             AND failures >= 5 AND locked_until = 0",
+            "an account, password or second-factor counter at its limit (5) without a lock",
+            "SELECT count(*) FROM throttle WHERE (key LIKE 'acct:%' OR key LIKE 'pwd:%' \
+             OR key LIKE 'mfa:%') AND failures >= 5 AND locked_until = 0",
         ),
         (
             "a client-address counter at its limit (20) without a lock",
@@ -130,6 +130,52 @@ pub fn invariant_violations(conn: &Connection) -> Vec<String> {
             "an admin action audited without its target user",
             "SELECT count(*) FROM audit_events WHERE event LIKE 'admin\\_%' ESCAPE '\\' \
              AND user_id IS NULL",
+        ),
+        // The second factor (issue 14).
+        (
+            // Confirming writes the codes with the confirmation; removing
+            // deletes them with the factor.
+            "recovery codes without a confirmed factor",
+            "SELECT count(*) FROM mfa_recovery_codes r WHERE NOT EXISTS (SELECT 1 FROM \
+             mfa_factors f WHERE f.user_id = r.user_id AND f.confirmed_at IS NOT NULL)",
+        ),
+        (
+            "a confirmed factor without recovery codes",
+            "SELECT count(*) FROM mfa_factors f WHERE f.confirmed_at IS NOT NULL AND NOT EXISTS \
+             (SELECT 1 FROM mfa_recovery_codes r WHERE r.user_id = f.user_id)",
+        ),
+        (
+            // Confirming revokes every other session in the same write: only
+            // the confirming one may be older than the confirmation.
+            "a confirmed factor whose user kept more than one session from before it",
+            "SELECT count(*) FROM mfa_factors f WHERE f.confirmed_at IS NOT NULL AND \
+             (SELECT count(*) FROM sessions s WHERE s.user_id = f.user_id \
+             AND s.created_at < f.confirmed_at AND s.revoked_at IS NULL \
+             AND s.expires_at > f.confirmed_at) > 1",
+        ),
+        (
+            "a session whose assurance is none the API issues",
+            "SELECT count(*) FROM sessions WHERE NOT ((aal = 'aal1' AND amr = 'pwd') \
+             OR (aal = 'aal2' AND amr IN ('pwd otp', 'pwd recovery')))",
+        ),
+        (
+            "a sign-in challenge that expires before it is created",
+            "SELECT count(*) FROM mfa_challenges WHERE expires_at <= created_at",
+        ),
+        (
+            // Sessions are only deleted once expired, which no test waits for.
+            "a successful second-factor verification recorded without its session",
+            "SELECT count(*) FROM audit_events a WHERE a.event = 'mfa_verified' \
+             AND a.outcome = 'success' AND NOT EXISTS \
+             (SELECT 1 FROM sessions s WHERE s.id = a.session_id AND s.aal = 'aal2')",
+        ),
+        (
+            // Using a challenge opens the session and audits it in one write.
+            "a used sign-in challenge without its mfa_verified audit event",
+            "SELECT count(*) FROM (SELECT user_id, count(*) AS used FROM mfa_challenges \
+             WHERE used_at IS NOT NULL GROUP BY user_id) c WHERE c.used > (SELECT count(*) \
+             FROM audit_events a WHERE a.event = 'mfa_verified' AND a.outcome = 'success' \
+             AND a.user_id = c.user_id)",
         ),
     ];
     checks

@@ -32,9 +32,11 @@
 //! - `recovery.rs`: account recovery and email verification, with a
 //!   [`WebhookReceiver`] checking every message's signature;
 //! - `recovery_timing.rs`: forgot's timing for known and unknown
-//!   addresses, alone in its file.
+//!   addresses, alone in its file;
+//! - `mfa.rs`: the TOTP second factor (issue 14), codes computed by an
+//!   [`Authenticator`] independent of Latch's own TOTP code.
 //!
-//! Cases of `routes.rs`, `admin.rs` and `cross_cutting.rs` are written once
+//! Cases of `routes.rs`, `admin.rs`, `recovery.rs`, `mfa.rs` and `cross_cutting.rs` are written once
 //! and run on both backends ([`both_backends!`]). Every [`Service`] also checks, when
 //! dropped, that its log holds none of the passwords, emails and tokens its
 //! client sent or received, nor the tokens and secret of its email webhook.
@@ -47,6 +49,7 @@
 
 mod client;
 mod data;
+mod mfa;
 mod process;
 mod webhook;
 
@@ -54,6 +57,7 @@ pub use client::{
     Call, KeptAlive, RawReply, Reply, SetCookie, assert_problem, assert_security_headers,
 };
 pub use data::{count, invariant_violations, open_database, throttle_key_for_email};
+pub use mfa::{Authenticator, STEP_SECS, is_recovery_code};
 pub use process::{
     Options, Runtime, STANDIN_API_KEY, Service, StandIn, Stream, latch_binary, repo_root, runtime,
     tokens_of,

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use latch_e2e::{
     Account, Backend, Options, Reply, Service, Tokens, WebhookReceiver, assert_problem,
-    invariant_violations, session_id_of, unique_email, unique_password,
+    b64url_encode, invariant_violations, session_id_of, unique_email, unique_password,
 };
 use serde_json::json;
 
@@ -80,9 +80,33 @@ enum Step {
     AdminUnlock,
     AdminSessionsRevoke,
     AdminAudit,
+    // The second factor (issue 14).
+    MfaEnroll,
+    MfaConfirm,
+    MfaRemove,
+    MfaRecoveryCodes,
+    MfaVerify,
+    MfaVerifyRecoveryCode,
+    MfaVerifyWrongCode,
+    SigninMfa,
 }
 
 impl Step {
+    /// Whether the step is a second-factor call (or sign-in with a factor).
+    fn is_mfa(self) -> bool {
+        matches!(
+            self,
+            Step::MfaEnroll
+                | Step::MfaConfirm
+                | Step::MfaRemove
+                | Step::MfaRecoveryCodes
+                | Step::MfaVerify
+                | Step::MfaVerifyRecoveryCode
+                | Step::MfaVerifyWrongCode
+                | Step::SigninMfa
+        )
+    }
+
     /// Whether the step is an admin API call (made with an admin's token).
     fn is_admin(self) -> bool {
         matches!(
@@ -100,7 +124,7 @@ impl Step {
 /// How long a webhook message may take to arrive while preparing a step.
 const MESSAGE_WAIT: Duration = Duration::from_secs(15);
 
-const STEPS: [(Step, u64); 21] = [
+const STEPS: [(Step, u64); 29] = [
     (Step::Signup, 1),
     (Step::SigninOk, 2),
     (Step::SigninWrongPassword, 2),
@@ -122,7 +146,22 @@ const STEPS: [(Step, u64); 21] = [
     (Step::AdminUnlock, 2),
     (Step::AdminSessionsRevoke, 1),
     (Step::AdminAudit, 1),
+    (Step::MfaEnroll, 1),
+    (Step::MfaConfirm, 2),
+    (Step::MfaRemove, 2),
+    (Step::MfaRecoveryCodes, 2),
+    (Step::MfaVerify, 2),
+    (Step::MfaVerifyRecoveryCode, 2),
+    // A failing path: the read, then recording the failure.
+    (Step::MfaVerifyWrongCode, 2),
+    (Step::SigninMfa, 2),
 ];
+
+/// `mfa_encryption_key` of the services here (production refuses the
+/// second-factor routes without one).
+fn mfa_key() -> String {
+    b64url_encode(&[42u8; 32])
+}
 
 /// What a step needs, made while no fault is pending.
 struct Prepared {
@@ -135,6 +174,11 @@ struct Prepared {
     one_time: Option<String>,
     /// The admin making an admin step (whose target is `account`).
     admin: Option<(Account, Tokens)>,
+    /// Second-factor steps: the TOTP code (or recovery code) to present,
+    /// the sign-in challenge, and what else was secret in the preparation.
+    code: Option<String>,
+    challenge: Option<String>,
+    mfa_secrets: Vec<String>,
 }
 
 impl Prepared {
@@ -145,6 +189,8 @@ impl Prepared {
             secrets.push(tokens.refresh.clone());
         }
         secrets.extend(self.one_time.clone());
+        secrets.extend(self.challenge.clone());
+        secrets.extend(self.mfa_secrets.iter().cloned());
         if let Some((admin, tokens)) = &self.admin {
             secrets.extend([
                 admin.email.clone(),
@@ -173,6 +219,53 @@ impl Prepared {
     fn account(&self) -> &Account {
         self.account.as_ref().unwrap()
     }
+
+    fn code(&self) -> &str {
+        self.code.as_deref().unwrap()
+    }
+
+    fn challenge(&self) -> &str {
+        self.challenge.as_deref().unwrap()
+    }
+}
+
+/// Sets up the second factor a step needs, in the session `prepared.tokens`
+/// of `account`.
+fn prepare_mfa(svc: &Service, step: Step, account: &Account, prepared: &mut Prepared) {
+    let access = prepared.tokens().access.clone();
+    if matches!(step, Step::MfaEnroll) {
+        return;
+    }
+    if matches!(step, Step::MfaConfirm) {
+        let (mut authenticator, _) = svc.start_mfa(&access);
+        prepared.mfa_secrets.push(authenticator.secret.clone());
+        prepared.code = Some(authenticator.fresh_code());
+        return;
+    }
+    let (mut authenticator, codes) = svc.enable_mfa(&access);
+    prepared.mfa_secrets.push(authenticator.secret.clone());
+    prepared.mfa_secrets.extend(codes.iter().cloned());
+    match step {
+        Step::MfaRemove => {
+            // Removal needs a session that presented the factor.
+            let tokens = svc.sign_in_mfa(account, &mut authenticator);
+            prepared
+                .mfa_secrets
+                .extend([tokens.access.clone(), tokens.refresh.clone()]);
+            prepared.tokens = Some(tokens);
+            prepared.code = Some(authenticator.fresh_code());
+        }
+        Step::MfaRecoveryCodes => prepared.code = Some(authenticator.fresh_code()),
+        Step::MfaVerify | Step::MfaVerifyRecoveryCode | Step::MfaVerifyWrongCode => {
+            prepared.challenge = Some(svc.mfa_challenge(account));
+            prepared.code = Some(match step {
+                Step::MfaVerify => authenticator.fresh_code(),
+                Step::MfaVerifyRecoveryCode => codes[0].clone(),
+                _ => authenticator.wrong_code(),
+            });
+        }
+        _ => {}
+    }
 }
 
 fn prepare(svc: &Service, receiver: &WebhookReceiver, step: Step) -> Prepared {
@@ -184,6 +277,9 @@ fn prepare(svc: &Service, receiver: &WebhookReceiver, step: Step) -> Prepared {
         other_session: None,
         one_time: None,
         admin: None,
+        code: None,
+        challenge: None,
+        mfa_secrets: Vec::new(),
     };
     if matches!(step, Step::Signup | Step::Ready) {
         return prepared;
@@ -218,6 +314,9 @@ fn prepare(svc: &Service, receiver: &WebhookReceiver, step: Step) -> Prepared {
     if step.is_admin() {
         // The account (signed in above: a session to revoke) is the target.
         prepared.admin = Some(svc.create_admin());
+    }
+    if step.is_mfa() {
+        prepare_mfa(svc, step, &account, &mut prepared);
     }
     prepared.account = Some(account);
     prepared
@@ -298,6 +397,21 @@ fn perform(svc: &Service, step: Step, p: &Prepared) -> Reply {
             .get("/admin/audit?limit=5")
             .access_cookie(p.admin())
             .send(),
+        Step::MfaEnroll => svc.mfa_enroll(&p.tokens().access),
+        Step::MfaConfirm => svc.mfa_confirm(&p.tokens().access, p.code()),
+        Step::MfaRemove => svc
+            .delete("/auth/mfa/totp")
+            .access_cookie(&p.tokens().access)
+            .json(&json!({"code": p.code()}))
+            .send(),
+        Step::MfaRecoveryCodes => svc
+            .post("/auth/mfa/recovery-codes")
+            .access_cookie(&p.tokens().access)
+            .json(&json!({"code": p.code()}))
+            .send(),
+        Step::MfaVerify | Step::MfaVerifyWrongCode => svc.mfa_verify(p.challenge(), p.code()),
+        Step::MfaVerifyRecoveryCode => svc.mfa_verify_recovery(p.challenge(), p.code()),
+        Step::SigninMfa => svc.signin(&p.email, &p.password),
     }
 }
 
@@ -306,6 +420,7 @@ fn success_status(step: Step) -> u16 {
     match step {
         Step::Signup => 201,
         Step::SigninWrongPassword => 401,
+        Step::MfaVerifyWrongCode => 400,
         Step::SessionRevoke => 204,
         Step::Forgot | Step::Resend => 202,
         _ => 200,
@@ -316,7 +431,10 @@ fn success_status(step: Step) -> u16 {
 /// (production refuses recovery and verification without one).
 fn start(fault: Fault) -> (WebhookReceiver, Service) {
     let receiver = WebhookReceiver::start();
-    let options = Options::new(Backend::Cloud).production().webhook(&receiver);
+    let options = Options::new(Backend::Cloud)
+        .production()
+        .var("mfa_encryption_key", &mfa_key())
+        .webhook(&receiver);
     let svc = match fault {
         Fault::Timeout => options.var("database_timeout_ms", &TIMEOUT_MS.to_string()),
         _ => options,
@@ -354,7 +472,7 @@ fn run(fault: Fault) {
     let (receiver, svc) = start(fault);
     let standin = svc.standin();
     let mut failures: Vec<String> = Vec::new();
-    let mut secrets: Vec<String> = vec![latch_e2e::STANDIN_API_KEY.to_string()];
+    let mut secrets: Vec<String> = vec![latch_e2e::STANDIN_API_KEY.to_string(), mfa_key()];
     let mut cases = 0;
     let begun = Instant::now();
     for (step, requests) in STEPS {
@@ -511,6 +629,7 @@ fn ready_reports_a_sustained_outage_and_everything_recovers() {
         svc.post("/auth/password/forgot")
             .json(&json!({"email": account.email}))
             .send(),
+        svc.mfa_enroll(&tokens.access),
     ] {
         assert!(check_unavailable(&reply).is_empty(), "{reply}");
     }

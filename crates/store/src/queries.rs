@@ -127,6 +127,8 @@ pub struct User {
     pub email_verified: bool,
     /// Whether a confirmed second factor (TOTP) is asked for at sign-in.
     pub mfa_enabled: bool,
+    /// When that factor was confirmed.
+    pub mfa_confirmed_at: Option<i64>,
 }
 
 /// A user with the password hash, for sign-in and password change.
@@ -139,7 +141,7 @@ pub struct UserCredentials {
 const USER_COLUMNS: &str = "u.id, u.email, u.full_name, u.avatar_url, u.is_active, u.created_at, \
      (SELECT group_concat(r.name, ',') FROM user_roles ur JOIN roles r ON r.id = ur.role_id WHERE ur.user_id = u.id) AS roles, \
      u.email_verified_at, \
-     EXISTS (SELECT 1 FROM mfa_factors f WHERE f.user_id = u.id AND f.confirmed_at IS NOT NULL) AS mfa_enabled";
+     (SELECT f.confirmed_at FROM mfa_factors f WHERE f.user_id = u.id) AS mfa_confirmed_at";
 
 fn user_from(row: &Row<'_>) -> Result<User, StoreError> {
     let mut roles: Vec<String> = row
@@ -159,7 +161,8 @@ fn user_from(row: &Row<'_>) -> Result<User, StoreError> {
         created_at: row.int("created_at")?,
         roles,
         email_verified: row.opt_int("email_verified_at")?.is_some(),
-        mfa_enabled: row.flag("mfa_enabled")?,
+        mfa_enabled: row.opt_int("mfa_confirmed_at")?.is_some(),
+        mfa_confirmed_at: row.opt_int("mfa_confirmed_at")?,
     })
 }
 
@@ -654,7 +657,7 @@ impl<D: Database> Store<D> {
                 "SELECT {USER_COLUMNS}, s.id AS session_id, s.amr AS amr, 'rotated' AS outcome, 0 AS reused \
                  FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.refresh_hash = ? \
                  UNION ALL \
-                 SELECT s.user_id, NULL, NULL, NULL, 0, 0, NULL, NULL, 0, s.id, s.amr, 'reused', {reused_flag} \
+                 SELECT s.user_id, NULL, NULL, NULL, 0, 0, NULL, NULL, NULL, s.id, s.amr, 'reused', {reused_flag} \
                  FROM sessions s WHERE s.id = {retired_session} AND {not_rotated}"
             ),
             vec![new_v.clone(), reused_id, old_v, new_v],

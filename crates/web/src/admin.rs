@@ -138,7 +138,6 @@ pub fn user_summary(user: &latch_store::User) -> serde_json::Value {
         "fullName": user.full_name,
         "isActive": user.is_active,
         "emailVerified": user.email_verified,
-        "mfaEnabled": user.mfa_enabled,
         "roles": user.roles,
         "createdAt": crate::time::rfc3339(user.created_at),
     })

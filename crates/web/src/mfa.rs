@@ -2,6 +2,7 @@
 //! carries a code, checking a code against what the store read, the
 //! throttled attempt around it, and the step-up rule.
 
+use latch_domain::AccessClaims as Claims;
 use latch_domain::totp::{self, RECOVERY_CODES};
 use latch_domain::{
     AccessClaims, AuditEvent, AuditKind, Environment, KeySet, Outcome, SealingKey, ThrottleKey,
@@ -170,7 +171,7 @@ pub fn check(
             // time taken does not tell which (or whether one) matched.
             let mut found = None;
             for hash in &context.recovery_code_hashes {
-                if totp::recovery_code_matches(code, hash) && found.is_none() {
+                if key.recovery_code_matches(&context.user.id, code, hash) && found.is_none() {
                     found = Some(hash.clone());
                 }
             }
@@ -181,13 +182,20 @@ pub fn check(
     }
 }
 
-/// Ten new recovery codes, to show once, and their hashes, to store.
-pub fn new_recovery_codes() -> Result<(Vec<String>, Vec<String>), ApiError> {
+/// Ten new recovery codes of `user_id`, to show once, and their keyed
+/// hashes, to store.
+pub fn new_recovery_codes(
+    key: &SealingKey,
+    user_id: &str,
+) -> Result<(Vec<String>, Vec<String>), ApiError> {
     let mut codes = Vec::with_capacity(RECOVERY_CODES);
     for _ in 0..RECOVERY_CODES {
         codes.push(totp::recovery_code(crate::random()?));
     }
-    let hashes = codes.iter().map(|c| totp::recovery_code_hash(c)).collect();
+    let hashes = codes
+        .iter()
+        .map(|c| key.recovery_code_hash(user_id, c))
+        .collect();
     Ok((codes, hashes))
 }
 
@@ -301,5 +309,57 @@ impl Attempt {
             audit::log(ctx, &lockout);
         }
         Ok(INVALID_CODE)
+    }
+}
+
+/// A signed-in caller's code, counted and read: what the routes that manage
+/// the factor (confirm, remove, new recovery codes) start from.
+pub struct SignedInCheck {
+    pub store: Store<Backend>,
+    pub claims: Claims,
+    pub key: SealingKey,
+    pub attempt: Attempt,
+    pub context: FactorContext,
+    pub now: i64,
+}
+
+impl SignedInCheck {
+    /// Verifies the caller's access token, counts the attempt on their
+    /// second-factor counter and reads their factor: 401 when the session
+    /// has ended, 429 while the counter is locked. One database round trip
+    /// (and the development key's, in development).
+    pub async fn begin(ctx: &Ctx) -> Result<SignedInCheck, ApiError> {
+        let now = crate::time::now();
+        let store = crate::db::open()?;
+        let (claims, keys) = crate::auth::verify(ctx, &store, now).await?;
+        let key = sealing_key(&keys)?;
+        let attempt = Attempt::new(ctx, &claims.sub, Some(&claims.sid), now)?;
+        let context = store
+            .begin_factor_check(&claims.sid, &claims.sub, attempt.counted(), now)
+            .await?
+            .ok_or_else(crate::auth::session_ended)?;
+        attempt.refused(ctx, &context)?;
+        Ok(SignedInCheck {
+            store,
+            claims,
+            key,
+            attempt,
+            context,
+            now,
+        })
+    }
+
+    /// Checks `presented`; a wrong code is recorded (with the lock-out it
+    /// may earn) and answered 400 `invalid_mfa_code`.
+    pub async fn verify(&self, ctx: &Ctx, presented: &Presented<'_>) -> Result<Verified, ApiError> {
+        match check(&self.context, &self.key, presented, self.now)? {
+            Ok(verified) => Ok(verified),
+            Err(reason) => Err(self.attempt.failed(ctx, &self.store, reason).await?),
+        }
+    }
+
+    /// The audit record of this request's outcome, of `kind`.
+    pub fn record(&self, ctx: &Ctx, kind: AuditKind) -> Result<AuditRecord, ApiError> {
+        audit::record(ctx, self.attempt.event(kind), self.now)
     }
 }
