@@ -80,6 +80,12 @@ Environment (read only when the Secret is created or updated; never printed):
   LATCH_REQUIRE_VERIFIED_EMAIL
                      true: sign-in answers 403 until the address is verified; unset keeps
                      the ConfigMap's value (false)
+  MFA_ENCRYPTION_KEY the key sealing TOTP secrets: 32 random bytes, unpadded base64url
+                     (openssl rand -base64 32 | tr '+/' '-_' | tr -d =). Unset: a replaced
+                     Secret keeps the key it has; a new one gets a generated key locally
+                     and none elsewhere (production then answers 503 on the second-factor
+                     routes). Never a different key once users have enrolled
+                     (docs/k8s-deployment.md, "Secrets and key rotation")
 EOF
 }
 
@@ -464,6 +470,9 @@ ensure_secret() {
     [[ " $keys " == *" email_webhook_url "* ]] ||
       warn "Secret $SECRET_NAME has no email_webhook_url: production answers 503 to account recovery" \
         "until it is added (--update-secret with EMAIL_WEBHOOK_URL and EMAIL_WEBHOOK_SECRET)"
+    [[ " $keys " == *" mfa_encryption_key "* ]] ||
+      warn "Secret $SECRET_NAME has no mfa_encryption_key: production answers 503 on the second-factor" \
+        "routes until it is added (--update-secret with MFA_ENCRYPTION_KEY)"
     return 0
   fi
   make_private_dir
@@ -499,17 +508,37 @@ ensure_secret() {
     warn "EMAIL_WEBHOOK_URL is not set: no recovery or verification message can be sent," \
       "and production answers 503 to account recovery and to a verification resend"
   fi
+  # The second factor's sealing key. It seals every TOTP secret, and another key leaves
+  # every enrolled authenticator unusable: a Secret replaced without MFA_ENCRYPTION_KEY
+  # keeps the key it has (read from the cluster into the private dir, never printed).
+  local mfa_key="${MFA_ENCRYPTION_KEY:-}"
+  if [[ -z "$mfa_key" ]] && ((exists)); then
+    mfa_key="$(kube -n "$LATCH_NAMESPACE" get secret "$SECRET_NAME" -o jsonpath='{.data.mfa_encryption_key}' \
+      2>/dev/null | base64 -d 2>/dev/null || true)"
+    [[ -n "$mfa_key" ]] && info "MFA_ENCRYPTION_KEY not set: keeping the Secret's mfa_encryption_key"
+  fi
+  if [[ -z "$mfa_key" && "$OVERLAY" == local ]]; then
+    mfa_key="$(head -c 32 /dev/urandom | bytes_b64url)"
+    info "MFA_ENCRYPTION_KEY not set: generated one for this local cluster"
+  elif [[ -z "$mfa_key" ]]; then
+    warn "MFA_ENCRYPTION_KEY is not set: production answers 503 on the second-factor routes until it is" \
+      "(make one with: openssl rand -base64 32 | tr '+/' '-_' | tr -d =)"
+  fi
+  [[ -z "$mfa_key" || "$mfa_key" =~ ^[A-Za-z0-9_-]{43}$ ]] ||
+    die "MFA_ENCRYPTION_KEY must be 32 bytes in unpadded base64url, 43 characters (its value is not shown)"
   secret_file database_url "${DATABASE_URL:-}"
   secret_file signing_key "$signing_key"
   secret_file verification_keys "${VERIFICATION_KEYS:-}"
   secret_file email_webhook_url "$hook_url"
   secret_file email_webhook_secret "$hook_secret"
+  secret_file mfa_encryption_key "$mfa_key"
   local -a create=(kube -n "$LATCH_NAMESPACE" create secret generic "$SECRET_NAME"
     "--from-file=database_url=$SECRET_DIR/database_url"
     "--from-file=signing_key=$SECRET_DIR/signing_key"
     "--from-file=verification_keys=$SECRET_DIR/verification_keys"
     "--from-file=email_webhook_url=$SECRET_DIR/email_webhook_url"
     "--from-file=email_webhook_secret=$SECRET_DIR/email_webhook_secret"
+    "--from-file=mfa_encryption_key=$SECRET_DIR/mfa_encryption_key"
     --dry-run=client -o yaml)
   local verb=creating
   ((exists)) && verb=replacing
@@ -519,7 +548,8 @@ ensure_secret() {
   # files and pipes. What is printed names the keys, never the values.
   run_shown "kubectl -n $LATCH_NAMESPACE create secret generic $SECRET_NAME --from-file=database_url=<redacted> \
 --from-file=signing_key=<redacted> --from-file=verification_keys=<redacted> \
---from-file=email_webhook_url=<redacted> --from-file=email_webhook_secret=<redacted> --dry-run=client -o yaml \
+--from-file=email_webhook_url=<redacted> --from-file=email_webhook_secret=<redacted> \
+--from-file=mfa_encryption_key=<redacted> --dry-run=client -o yaml \
 | kubectl label --local -f - app.kubernetes.io/part-of=latch -o yaml | kubectl apply -f -" \
     secret_pipeline "${create[@]}"
   # Pods read the Secret at start: a replaced one needs a restart (shown in a dry run,

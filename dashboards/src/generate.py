@@ -60,6 +60,19 @@ ADMIN_ROUTES = 'http_route=~"/admin/.+"'
 # LatchAdminActionBurst (dashboards/alerts/latch-alerts.yaml): more than this many admin
 # actions in 5 minutes.
 ADMIN_BURST = 20
+# The second factor (issue 14): TOTP enrolment (mfa_enrolled at confirm), the second step
+# of a sign-in (mfa_verified), any wrong, replayed or malformed code or wrong recovery code
+# (mfa_failed, outcome failure; outcome denied when refused during a lock-out), removal,
+# recovery codes spent and regenerated. The four routes that check codes share one
+# lock-out per user; the lock-out itself is a `lockout` line from those components.
+MFA_EVENTS = "mfa_enrolled|mfa_verified|mfa_failed|mfa_removed|recovery_code_used|recovery_codes_regenerated"
+MFA = f'event=~"{MFA_EVENTS}"'
+MFA_CODE_COMPONENTS = 'component_id=~"mfa-confirm|mfa-remove|mfa-recovery-codes|mfa-verify"'
+MFA_ROUTES = 'http_route=~"/auth/mfa/.+"'
+AT_VERIFY = 'event=~"mfa_verified|mfa_failed", component_id="mfa-verify"'
+# LatchSecondFactorFailureBurst (dashboards/alerts/latch-alerts.yaml): more than this many
+# wrong codes in 10 minutes, all users together.
+MFA_FAILURE_BURST = 25
 SPIN_REQ = "spin_request_count_total"
 MEM = "spin_component_memory_used_bytes"
 MEM_INIT = "spin_component_memory_used_on_init_bytes"
@@ -436,10 +449,13 @@ def overview() -> Dash:
            "{{http_response_status_code}}")],
          "reqps", stack=True)
     d.ts("Client errors (4xx) per second by status code",
-         "400 (validation, or an invalid one-time token on /auth/password/reset and /auth/email/verify), "
+         "400 (validation, or an invalid one-time token on /auth/password/reset and /auth/email/verify, or a "
+         "wrong code or sign-in challenge on /auth/mfa/...), "
          "401 (bad credentials or token), 403 (address not verified, with require_verified_email; on /admin/..., "
-         "no admin role or self-demotion), "
-         "409 (email taken, or already verified on resend), 429 (rate limit or lock-out) and other 4xx. "
+         "no admin role or self-demotion; aal2_required when a route needs a session signed in with the "
+         "second factor), 404 (no second factor on /auth/mfa/totp and /auth/mfa/recovery-codes), "
+         "409 (email taken, already verified on resend, a factor already enabled or none pending), "
+         "429 (rate limit or lock-out) and other 4xx. "
          "A rise in 401/429 on /auth/signin is usually credential stuffing: see the Auth outcomes dashboard.",
          [(f"sum by (http_response_status_code) (rate({CALLS}{{{SERVER}, {ROUTE}, http_response_status_code=~\"4..\"}}[$__rate_interval]))",
            "{{http_response_status_code}}")],
@@ -486,7 +502,9 @@ def auth() -> Dash:
         return f"sum(increase({AUTH}{{{SVC}, {sel}}}[$__range]))"
 
     d.row("In the selected time range")
-    d.stat("Sign-ins succeeded", "Successful sign-ins in the selected time range.",
+    d.stat("Sign-ins succeeded", "Successful sign-ins in the selected time range: the password was right. For a "
+           "user with a second factor that opens no session yet (reason mfa_required): the session comes with "
+           "mfa_verified, in the Second factor row below.",
            inc('event="signin", outcome="success"'), "short", decimals=0, w=5)
     d.stat("Sign-ins failed or denied",
            "Sign-ins with outcome failure (bad credentials, validation) or denied (locked out, inactive, rate limited).",
@@ -583,6 +601,72 @@ def auth() -> Dash:
            "request id of the API call, never the token, the link or the address.",
            '{service_name="latch"} |= "email_delivery" | json | __error__="" | event="email_delivery" '
            '| outcome="failure" | line_format "{{.kind}} reason={{.reason}} request={{.request_id}}"',
+           h=8)
+
+    d.row("Second factor (TOTP and recovery codes)")
+    d.stat("Second-factor sign-ins", "POST /auth/mfa/verify completed a sign-in (mfa_verified success): a session at "
+           "aal2, with a TOTP code, or with a recovery code (reason recovery_code, and a recovery_code_used line).",
+           inc('event="mfa_verified", outcome="success"'), "short", decimals=0, w=4)
+    d.stat("Wrong codes", "mfa_failed (outcome failure): a wrong, replayed, malformed or out-of-window TOTP code, or "
+           "a wrong or used recovery code, on confirm, remove, recovery-codes or verify (the reason is in the "
+           "lines below). Each counts toward the user's lock-out (5 in 15 minutes). "
+           f"LatchSecondFactorFailureBurst fires above {MFA_FAILURE_BURST} in 10 minutes.",
+           inc('event="mfa_failed", outcome="failure"'), "short", [(10, "orange"), (100, "red")], decimals=0, w=4)
+    d.stat("Code lock-outs", "Users whose second-factor codes were locked (a lockout line from an mfa-* component), "
+           "and attempts refused while locked (mfa_failed, outcome denied: no code was checked).",
+           f'sum(increase({AUTH}{{{SVC}, event="lockout", {MFA_CODE_COMPONENTS}}}[$__range])'
+           f' or increase({AUTH}{{{SVC}, event="mfa_failed", outcome="denied"}}[$__range]))',
+           "short", [(1, "orange"), (20, "red")], decimals=0, w=4)
+    d.stat("Factors enrolled", "POST /auth/mfa/totp/confirm activated a factor (mfa_enrolled): the user's other "
+           "sessions were revoked and sign-in now asks for a code.",
+           inc('event="mfa_enrolled", outcome="success"'), "short", decimals=0, w=4)
+    d.stat("Factors removed", "DELETE /auth/mfa/totp removed a factor (mfa_removed), from a session signed in with "
+           "it. A run of removals nobody asked for is worth a look at the lines below.",
+           inc('event="mfa_removed", outcome="success"'), "short", [(10, "orange")], decimals=0, w=4)
+    d.stat("Recovery codes used", "Recovery codes spent (recovery_code_used), at sign-in or to remove the factor: "
+           "usually a lost phone. Each code works once.",
+           inc('event="recovery_code_used", outcome="success"'), "short", [(1, "orange")], decimals=0, w=4)
+    d.ts("Second-factor events per minute by event and outcome",
+         "Every second-factor audit event: mfa_enrolled, mfa_verified, mfa_failed, mfa_removed, recovery_code_used "
+         "and recovery_codes_regenerated, by outcome.",
+         [(f"60 * sum by (event, outcome) (rate({AUTH}{{{SVC}, {MFA}}}[$__rate_interval]))", "{{event}} {{outcome}}")],
+         "short", w=8)
+    d.ts("Code failure ratio at sign-in",
+         "Wrong codes over all codes presented to POST /auth/mfa/verify (mfa_failed over mfa_failed + mfa_verified). "
+         "Typos and clock drift keep it low; a high ratio over many users is someone holding passwords and "
+         "guessing codes.",
+         [(f"(sum(rate({AUTH}{{{SVC}, event=\"mfa_failed\", component_id=\"mfa-verify\"}}[$__rate_interval]))"
+           f" or 0 * sum(rate({AUTH}{{{SVC}, {AT_VERIFY}}}[$__rate_interval])))"
+           f" / sum(rate({AUTH}{{{SVC}, {AT_VERIFY}}}[$__rate_interval]))", "wrong codes")],
+         "percentunit", [(0.3, "orange"), (0.6, "red")], w=8, max_=1, threshold_style="line")
+    d.ts("Wrong codes in 10 minutes",
+         f"mfa_failed (wrong codes, and attempts refused while locked) over a sliding 10-minute window, all users "
+         f"together: LatchSecondFactorFailureBurst fires above {MFA_FAILURE_BURST} (the line) for 5 minutes.",
+         [(f'sum(increase({AUTH}{{{SVC}, event="mfa_failed"}}[10m]))', "wrong codes (10 min)")],
+         "short", [(MFA_FAILURE_BURST, "red")], w=8, threshold_style="line")
+    d.ts("Second-factor requests by route and status",
+         "Every request to /auth/mfa/..., by route and status code, from the server spans: 400 wrong code or "
+         "challenge, 403 aal2_required, 404 no factor, 409 already enabled or nothing pending, 429 locked, 503 "
+         "no mfa_encryption_key in production.",
+         [(f"sum by (http_route, http_response_status_code) (rate({CALLS}{{{SERVER}, {MFA_ROUTES}}}"
+           "[$__rate_interval]))", "{{http_route}} {{http_response_status_code}}")],
+         "reqps", w=12)
+    d.ts("Second-factor lock-outs per minute",
+         "lockout lines from the second-factor components (the 5th wrong code in 15 minutes locks the user's codes "
+         "for 60 s, doubling to at most an hour) and attempts refused while locked.",
+         [(f"60 * sum(rate({AUTH}{{{SVC}, event=\"lockout\", {MFA_CODE_COMPONENTS}}}[$__rate_interval]))",
+           "lock-outs"),
+          (f"60 * sum(rate({AUTH}{{{SVC}, event=\"mfa_failed\", outcome=\"denied\"}}[$__rate_interval]))",
+           "refused while locked")],
+         "short", w=12)
+    d.logs("Second-factor failures",
+           "Wrong codes and lock-outs with their reason (wrong_code, replayed_code, malformed_code, "
+           "wrong_recovery_code, locked_out, too_many_failures), the user, the client address and the request. "
+           "Never a code or a secret.",
+           '{service_name="latch"} |= "/auth/mfa/" | json | __error__="" '
+           '| event=~"mfa_failed|lockout" | route=~"/auth/mfa/.+" '
+           '| line_format "{{.event}} {{.outcome}} reason={{.reason}} route={{.route}} user={{.user_id}} '
+           'ip={{.client_ip}} request={{.request_id}}"',
            h=8)
 
     d.row("Admin actions (admin API)")

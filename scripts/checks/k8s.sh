@@ -202,8 +202,9 @@ run_yamllint() {
 dry_runs() {
   local status=0 log="$WORK_DIR/dry-runs.log" s r
   # Fake secrets, well-formed so the scripts accept them, recognisable in the output.
-  local fake_key="dryrunNotAKey$RANDOM" fake_seed fake_hook_path fake_hook_secret
+  local fake_key="dryrunNotAKey$RANDOM" fake_seed fake_hook_path fake_hook_secret fake_mfa_key
   fake_seed="$(printf 'DryRunSeedNotASecret%023d' "$RANDOM")"
+  fake_mfa_key="$(printf 'DryRunMfaKeyNotASecret%021d' "$RANDOM")"
   # The webhook URL is a secret for its path (its origin is printed, by design).
   fake_hook_path="dryrunHookPath$RANDOM"
   fake_hook_secret="whsec_$(printf 'DryRunWebhookSecretNotReal%06d' "$RANDOM" | base64 -w0)"
@@ -230,7 +231,8 @@ dry_runs() {
       printf '\n$ scripts/%s\n' "$s"
       env KUBECONFIG=/nonexistent/kubeconfig DATABASE_URL="sqlitecloud://example.sqlite.cloud:8860/latch?apikey=$fake_key" \
         SIGNING_KEY="dry-run:$fake_seed" EMAIL_WEBHOOK_URL="https://hooks.example.net/latch/$fake_hook_path" \
-        EMAIL_WEBHOOK_SECRET="$fake_hook_secret" bash "scripts/${argv[0]}" "${argv[@]:1}"
+        EMAIL_WEBHOOK_SECRET="$fake_hook_secret" MFA_ENCRYPTION_KEY="$fake_mfa_key" \
+        bash "scripts/${argv[0]}" "${argv[@]:1}"
     } >>"$log" 2>&1 && r=0 || r=$?
     if ((r != 0)); then
       status=1
@@ -238,7 +240,8 @@ dry_runs() {
     fi
   done
   # The secret values handed to the dry runs above must never be printed.
-  if grep -qFe "$fake_key" -e "$fake_seed" -e "$fake_hook_path" -e "${fake_hook_secret#whsec_}" "$log"; then
+  if grep -qFe "$fake_key" -e "$fake_seed" -e "$fake_hook_path" -e "${fake_hook_secret#whsec_}" \
+    -e "$fake_mfa_key" "$log"; then
     warn "a dry run printed a secret value"
     status=1
   fi

@@ -4,7 +4,9 @@
 # receiver, drives traffic through every route -- successes, validation
 # failures, a lock-out, a refresh-token reuse, sessions, password change,
 # sign-out, account recovery and email verification with delivered and failed
-# messages, the admin API (reads, each kind of change, refusals) -- then runs scripts/checks/observability-live.sh, which scrapes it
+# messages, the admin API (reads, each kind of change, refusals), the second factor
+# (enrolment, sign-ins with a code and a recovery code, wrong codes, new recovery
+# codes, removal, a code lock-out) -- then runs scripts/checks/observability-live.sh, which scrapes it
 # with a real Prometheus and runs every dashboard query. Needs
 # `target/debug/latch` and the built components (scripts/test.sh builds them
 # first).
@@ -83,6 +85,46 @@ for _ in range(150):
 sys.exit(f"no {kind} message to {to} reached the webhook in 15 s")
 PY
 }
+# totp SECRET STATE: a code of the TOTP secret (RFC 6238: SHA-1, 30 s, 6 digits) for a
+# step after the last one used (kept in the file STATE): the service accepts one step
+# either side of its clock and never a step twice. The step before now only while the
+# current one has 5 s to go (the service reads its clock a moment later); waits for the
+# next step when both now and the next are spent.
+totp() {
+  python3 - "$1" "$2" <<'PY'
+import base64, hashlib, hmac, os, struct, sys, time
+secret, state = sys.argv[1], sys.argv[2]
+key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+last = int(open(state).read()) if os.path.exists(state) else -1
+while True:
+    now, into = divmod(int(time.time()), 30)
+    step = max(last + 1, now - 1 if into < 25 else now)
+    if step <= now + 1:
+        break
+    time.sleep(1)
+open(state, "w").write(str(step))
+digest = hmac.new(key, struct.pack(">q", step), hashlib.sha1).digest()
+offset = digest[19] & 15
+print(f"{(struct.unpack('>I', digest[offset:offset + 4])[0] & 0x7fffffff) % 1000000:06d}")
+PY
+}
+# field NAME: the top-level member NAME of the JSON object on stdin ("" when absent);
+# a list member prints one item a line.
+field() {
+  python3 -c '
+import json, sys
+value = json.load(sys.stdin).get(sys.argv[1], "")
+print("\n".join(value) if isinstance(value, list) else value)' "$1"
+}
+# enrol JAR STATE: enrols and confirms a TOTP factor for the session in the cookie jar;
+# prints the secret, then the ten recovery codes, one a line.
+enrol() {
+  local secret
+  secret=$(curl -s -b "$1" -X POST "$base/auth/mfa/totp/enroll" | field secret)
+  printf '%s\n' "$secret"
+  curl -s -b "$1" -X POST "$base/auth/mfa/totp/confirm" "${json[@]}" -d "{\"code\":\"$(totp "$secret" "$2")\"}" |
+    field recoveryCodes
+}
 echo "driving traffic through every route:" >&2
 {
   call "$base/health"; call "$base/ready"; call "$base/.well-known/jwks.json"
@@ -158,6 +200,42 @@ PY
   call -b "$work/adm" -X PATCH "$base/admin/users/$admin_id" "${json[@]}" -d '{"roles":["user"]}'
   call -b "$work/c" "$base/admin/users"
   call "$base/admin/audit"
+
+  # The second factor (issue 14): mfa@ enrols (mfa_enrolled), signs in with a wrong
+  # code and then the right one (mfa_failed, mfa_verified), once with a recovery code
+  # (recovery_code_used), replaces its recovery codes and removes the factor with one of
+  # the new ones (recovery_codes_regenerated, mfa_removed); mfalock@ is locked out of its
+  # codes by five wrong ones (lockout), and the sixth is refused (mfa_failed denied).
+  call -X POST "$base/auth/signup" "${json[@]}" -d '{"email":"mfa@example.com","password":"correct horse battery","fullName":"Mf A"}'
+  call -c "$work/m" -X POST "$base/auth/signin" "${json[@]}" -d '{"email":"mfa@example.com","password":"correct horse battery"}'
+  call -X POST "$base/auth/mfa/totp/enroll"
+  call -b "$work/m" -X POST "$base/auth/mfa/recovery-codes" "${json[@]}" -d '{"code":"123456"}'
+  mapfile -t enrolled < <(enrol "$work/m" "$work/mfa.step")
+  secret=${enrolled[0]}
+  call -b "$work/m" -X POST "$base/auth/mfa/totp/enroll"
+  call -b "$work/m" -X DELETE "$base/auth/mfa/totp" "${json[@]}" -d "{\"recoveryCode\":\"${enrolled[1]}\"}"
+  signin_mfa() {
+    curl -s -X POST "$base/auth/signin" "${json[@]}" -d "{\"email\":\"$1\",\"password\":\"correct horse battery\"}" |
+      field challenge
+  }
+  challenge=$(signin_mfa mfa@example.com)
+  call -X POST "$base/auth/mfa/verify" "${json[@]}" -d "{\"challenge\":\"$challenge\",\"code\":\"00000x\"}"
+  call -c "$work/m2" -X POST "$base/auth/mfa/verify" "${json[@]}" \
+    -d "{\"challenge\":\"$challenge\",\"code\":\"$(totp "$secret" "$work/mfa.step")\"}"
+  call -X POST "$base/auth/mfa/verify" "${json[@]}" -d "{\"challenge\":\"$challenge\",\"code\":\"000000\"}"
+  call -c "$work/m3" -X POST "$base/auth/mfa/verify" "${json[@]}" \
+    -d "{\"challenge\":\"$(signin_mfa mfa@example.com)\",\"recoveryCode\":\"${enrolled[2]}\"}"
+  mapfile -t renewed < <(curl -s -b "$work/m2" -X POST "$base/auth/mfa/recovery-codes" "${json[@]}" \
+    -d "{\"code\":\"$(totp "$secret" "$work/mfa.step")\"}" | field recoveryCodes)
+  call -b "$work/m2" -X DELETE "$base/auth/mfa/totp" "${json[@]}" -d "{\"recoveryCode\":\"${renewed[0]}\"}"
+  call -b "$work/m2" -X DELETE "$base/auth/mfa/totp" "${json[@]}" -d "{\"recoveryCode\":\"${renewed[1]}\"}"
+  call -X POST "$base/auth/signup" "${json[@]}" -d '{"email":"mfalock@example.com","password":"correct horse battery","fullName":"Mf Lock"}'
+  call -c "$work/l" -X POST "$base/auth/signin" "${json[@]}" -d '{"email":"mfalock@example.com","password":"correct horse battery"}'
+  enrol "$work/l" "$work/mfalock.step" >/dev/null
+  challenge=$(signin_mfa mfalock@example.com)
+  for wrong in 11111a 22222b 33333c 44444d 55555e 66666f; do
+    call -X POST "$base/auth/mfa/verify" "${json[@]}" -d "{\"challenge\":\"$challenge\",\"code\":\"$wrong\"}"
+  done
 
   # Let the last deliveries finish (they run after the answers).
   sleep 2

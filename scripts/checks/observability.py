@@ -54,7 +54,10 @@ EVENTS = {"signup", "signin", "refresh", "refresh_reuse_detected", "signout", "p
           # one line per email webhook delivery
           "email_delivery",
           # changes made through the admin API, with the acting admin's id (issue 15)
-          "admin_user_updated", "admin_unlock", "admin_sessions_revoked"}
+          "admin_user_updated", "admin_unlock", "admin_sessions_revoked",
+          # the second factor (issue 14): TOTP enrolment, sign-in codes, recovery codes
+          "mfa_enrolled", "mfa_verified", "mfa_failed", "mfa_removed", "recovery_code_used",
+          "recovery_codes_regenerated"}
 # "logged": an email_delivery in development without a webhook URL (the link was printed).
 OUTCOMES = {"success", "failure", "denied", "logged"}
 # Labels added by a query (label_replace) rather than stored.

@@ -3,13 +3,17 @@
 # components are built (target/debug/latch, target/wasm32-wasip2/wasm/*.wasm).
 #
 #   1. docs/openapi.yaml is a valid OpenAPI 3.1 document (openapi-spec-validator)
-#   2. three `latch up` instances on free loopback ports, each with its own empty
+#   2. four `latch up` instances on free loopback ports, each with its own empty
 #      database: development with cookie_secure=false (no email webhook: the recovery and
-#      verification links land in its log); production (behind_tls=true) with a signing
-#      key, an older verification key, tokens_in_body=true, require_verified_email=true and
-#      an email webhook that the flow receives; production without a signing key or webhook
+#      verification links land in its log; TOTP secrets sealed with the key development
+#      derives); production (behind_tls=true) with a signing key, an older verification
+#      key, tokens_in_body=true, require_verified_email=true, an email webhook that the
+#      flow receives, an mfa_encryption_key and 5-second sign-in challenges; production
+#      without a signing key or webhook; production with a signing key and no
+#      mfa_encryption_key
 #   3. a scripted flow through every route and every error case a client can cause
-#      (scripts/checks/openapi_flow.py), the admin API included: each response's status
+#      (scripts/checks/openapi_flow.py), the admin API and the second factor included (the
+#      flow computes TOTP codes itself, RFC 6238): each response's status
 #      must be documented for its operation, and its content type, required headers and
 #      body must match;
 #      cookies, security headers, problem members and token signatures are checked too,
@@ -87,6 +91,9 @@ PYTHON="${PYTHON:-python3}"
 SCHEMATHESIS_CHECKS=not_a_server_error,status_code_conformance,content_type_conformance
 SCHEMATHESIS_CHECKS+=,response_schema_conformance,response_headers_conformance
 SCHEMATHESIS_CHECKS+=,unsupported_method,allow_header_conformance
+# The production instance's mfa_challenge_ttl_seconds: short, so the flow can let one
+# expire (it waits this long plus a second).
+PROD_CHALLENGE_TTL=5
 # Wall-clock bound on an instance becoming healthy (a cold component cache compiles
 # every component first).
 START_TIMEOUT=180
@@ -194,9 +201,9 @@ wait_healthy() {
 
 start_instances() {
   INSTANCE_PIDS=() INSTANCE_NAMES=() INSTANCE_URLS=() HEALTHY=0
-  # A signing key and an older, still-accepted public key, and the email webhook's
-  # secret, made for this run only.
-  local keys signing verification
+  # A signing key and an older, still-accepted public key, the email webhook's secret
+  # and the key sealing TOTP secrets, made for this run only.
+  local keys signing verification mfa_key
   keys="$("$VENV/bin/python" - <<'PY'
 import base64, os
 from cryptography.hazmat.primitives import serialization as s
@@ -205,15 +212,16 @@ b64 = lambda b: base64.urlsafe_b64encode(b).rstrip(b"=").decode()
 current, previous = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
 seed = current.private_bytes(s.Encoding.Raw, s.PrivateFormat.Raw, s.NoEncryption())
 public = previous.public_key().public_bytes(s.Encoding.Raw, s.PublicFormat.Raw)
-print(f"current:{b64(seed)} previous:{b64(public)} whsec_{base64.b64encode(os.urandom(32)).decode()}")
+print(f"current:{b64(seed)} previous:{b64(public)} whsec_{base64.b64encode(os.urandom(32)).decode()} "
+      f"{b64(os.urandom(32))}")
 PY
 )" || return 1
-  read -r signing verification WEBHOOK_SECRET <<<"$keys"
+  read -r signing verification WEBHOOK_SECRET mfa_key <<<"$keys"
   # The flow receives the production instance's email webhook on this port.
   WEBHOOK_PORT="$(free_port)"
   mkdir -p "$LATCH_ROOT/target/e2e-cache"
   # The first instance fills the compiled-component cache (on a cold cache that is the
-  # slow part); the other two then load from it instead of compiling the same again.
+  # slow part); the others then load from it instead of compiling the same again.
   start_instance dev SPIN_VARIABLE_COOKIE_SECURE=false
   DEV_URL="$BASE_URL"
   wait_healthy || return 1
@@ -222,10 +230,14 @@ PY
     SPIN_VARIABLE_BEHIND_TLS=true SPIN_VARIABLE_REQUIRE_VERIFIED_EMAIL=true \
     SPIN_VARIABLE_EMAIL_WEBHOOK_URL="http://127.0.0.1:$WEBHOOK_PORT/webhook" \
     SPIN_VARIABLE_EMAIL_WEBHOOK_ORIGIN="http://127.0.0.1:$WEBHOOK_PORT" \
-    SPIN_VARIABLE_EMAIL_WEBHOOK_SECRET="$WEBHOOK_SECRET" SPIN_VARIABLE_PUBLIC_URL=https://app.example.test
+    SPIN_VARIABLE_EMAIL_WEBHOOK_SECRET="$WEBHOOK_SECRET" SPIN_VARIABLE_PUBLIC_URL=https://app.example.test \
+    SPIN_VARIABLE_MFA_ENCRYPTION_KEY="$mfa_key" SPIN_VARIABLE_MFA_CHALLENGE_TTL_SECONDS="$PROD_CHALLENGE_TTL"
   PROD_URL="$BASE_URL"
   start_instance nokey SPIN_VARIABLE_ENVIRONMENT=production SPIN_VARIABLE_BEHIND_TLS=true
   NOKEY_URL="$BASE_URL"
+  start_instance nomfa SPIN_VARIABLE_ENVIRONMENT=production SPIN_VARIABLE_BEHIND_TLS=true \
+    SPIN_VARIABLE_SIGNING_KEY="$signing"
+  NOMFA_URL="$BASE_URL"
   wait_healthy || return 1
   INSTANCES_UP=1
 }
@@ -241,7 +253,8 @@ run_flow() {
   "$VENV/bin/python" "$SCRIPT_DIR/openapi_flow.py" --spec "$SPEC" --dev "$DEV_URL" --prod "$PROD_URL" \
     --prod-kids current,previous --nokey "$NOKEY_URL" --tokens-out "$WORK_DIR/tokens.json" \
     --dev-log "$WORK_DIR/dev/latch.log" --webhook-port "$WEBHOOK_PORT" --webhook-secret "$WEBHOOK_SECRET" \
-    --dev-data-dir "$WORK_DIR/dev/data" --latch "$LATCH" \
+    --dev-data-dir "$WORK_DIR/dev/data" --latch "$LATCH" --nomfa "$NOMFA_URL" \
+    --prod-challenge-ttl "$PROD_CHALLENGE_TTL" \
     >"$WORK_DIR/flow.log" 2>&1 && status=0 || status=$?
   # The requests themselves are in flow.log; the verdict and every failure here.
   sed -n '/^ *FAIL /p; /documented (operation, status) pairs/,$p' "$WORK_DIR/flow.log"
@@ -316,7 +329,8 @@ if [[ ! -f "${VENV:-/nonexistent}/.complete" ]]; then
 fi
 step "docs/openapi.yaml is valid OpenAPI 3.1" validate_spec
 INSTANCES_UP=0
-step "start three latch up instances (dev, prod with tokens in body, prod without key)" start_instances
+step "start four latch up instances (dev, prod with tokens in body, prod without key, prod without MFA key)" \
+  start_instances
 if ((INSTANCES_UP)); then
   step "scripted flow: every route and error case against the spec" run_flow
   # Each pass with a token of its own session; the operations that end the session last.
@@ -325,7 +339,8 @@ if ((INSTANCES_UP)); then
   step "schemathesis (dev): every operation but sign-out and session revocation" schemathesis_pass \
     dev "$DEV_URL" "Authorization: Bearer $(token dev_access)" \
     signUp signIn changePassword listSessions getProfile updateProfile getJwks health ready \
-    forgotPassword resetPassword verifyEmail resendVerification
+    forgotPassword resetPassword verifyEmail resendVerification \
+    enrollTotp confirmTotp removeTotp regenerateRecoveryCodes verifyMfa
   step "schemathesis (dev): refresh with a live refresh token" schemathesis_pass \
     dev-refresh "$DEV_URL" "Cookie: refreshToken=$(token dev_refresh)" refresh
   step "schemathesis (dev, admin token): the admin operations, acting on one user" admin_pass
@@ -334,7 +349,8 @@ if ((INSTANCES_UP)); then
   step "schemathesis (prod, tokens in body): every operation but sign-out and session revocation" \
     schemathesis_pass prod "$PROD_URL" "Authorization: Bearer $(token prod_access)" \
     signUp signIn refresh changePassword listSessions getProfile updateProfile getJwks health ready \
-    forgotPassword resetPassword verifyEmail resendVerification
+    forgotPassword resetPassword verifyEmail resendVerification \
+    enrollTotp confirmTotp removeTotp regenerateRecoveryCodes verifyMfa
 fi
 
 if [[ "$WORK_DIR" == "${MADE_DIR:-}" ]]; then

@@ -22,6 +22,15 @@ Three instances, started by openapi.sh:
           verification and recovery with the delivered tokens
   --nokey production without a signing key or email webhook, behind_tls=true: the 503
           answers and the not-ready probe
+  --nomfa production with a signing key but no mfa_encryption_key: the second-factor
+          routes answer 503
+
+The second factor runs on dev (TOTP codes computed here from RFC 6238, not by the
+service's code): enrolment, confirmation, sign-in challenges, verification with a code
+and with a recovery code, replays, step-up (aal2_required), new recovery codes, removal,
+the shared lock-out, refresh keeping aal/amr, and with --dev-data-dir the admin view and
+the audit trail; and on prod (with an mfa_encryption_key) with tokens in the body and,
+with --prod-challenge-ttl, an expired challenge.
 
 Each response is validated with openapi-core (status documented for the operation,
 content type, required headers, body schema); a method a route does not answer is
@@ -324,8 +333,11 @@ class Checker:
         return {name: value for name, (value, _) in found.items()}
 
     def check_access_token(
-        self, label: str, token: str, jwks: dict, user_id: str, ttl: int = 900, verified: bool | None = None
+        self, label: str, token: str, jwks: dict, user_id: str, ttl: int = 900, verified: bool | None = None,
+        amr: tuple[str, ...] = ("pwd",),
     ) -> dict:
+        """The token verifies with the JWKS and has exactly the documented claims; `amr` is
+        how its session signed in (`aal` follows: aal2 with a second factor)."""
         try:
             head_b64, claims_b64, sig_b64 = token.split(".")
             header = json.loads(b64url_decode(head_b64))
@@ -346,9 +358,12 @@ class Checker:
             )
         except (InvalidSignature, ValueError):
             self.report.fail(label, "the access token does not verify with its JWKS key")
-        expected = {"iss", "aud", "sub", "sid", "roles", "email_verified", "iat", "exp", "typ"}
+        expected = {"iss", "aud", "sub", "sid", "roles", "email_verified", "aal", "amr", "iat", "exp", "typ"}
         if set(claims) != expected:
             self.report.fail(label, f"access token claims {sorted(claims)}, expected {sorted(expected)}")
+        aal = "aal1" if amr == ("pwd",) else "aal2"
+        if (claims.get("aal"), claims.get("amr")) != (aal, list(amr)):
+            self.report.fail(label, f"aal/amr {claims.get('aal')!r}/{claims.get('amr')!r}, expected {aal}/{list(amr)}")
         if not isinstance(claims.get("email_verified"), bool):
             self.report.fail(label, "access token claim email_verified is not a boolean")
         elif verified is not None and claims["email_verified"] is not verified:
@@ -1124,6 +1139,15 @@ def flow_nokey(c: Checker, inst: Instance) -> None:
            bearer="a.b.c")
     invalid_token(c, inst, "reset unknown token", "/auth/password/reset", {"token": "A" * 43, "newPassword": PASSWORD})
     invalid_token(c, inst, "verify unknown token", "/auth/email/verify", {"token": "A" * 43})
+    # the second factor needs the signing key before anything else
+    c.call(inst, "enroll (no signing key)", "POST", "/auth/mfa/totp/enroll", 503, bearer="a.b.c")
+    c.call(inst, "confirm (no signing key)", "POST", "/auth/mfa/totp/confirm", 503, bearer="a.b.c",
+           body={"code": "123456"})
+    c.call(inst, "remove (no signing key)", "DELETE", "/auth/mfa/totp", 503, bearer="a.b.c", body={"code": "123456"})
+    c.call(inst, "recovery codes (no signing key)", "POST", "/auth/mfa/recovery-codes", 503, bearer="a.b.c",
+           body={"code": "123456"})
+    c.call(inst, "verify (no signing key)", "POST", "/auth/mfa/verify", 503,
+           body={"challenge": f"{random_id()}.{'A' * 43}", "code": "123456"})
 
 
 # --------------------------------------------------------------------- admin API
@@ -1422,6 +1446,399 @@ def flow_admin(c: Checker, inst: Instance, latch: str | None, data_dir: str) -> 
     return {"dev_admin": fresh, "dev_admin_target": victim_id}
 
 
+# --------------------------------------------------------------------- second factor
+
+TOTP_STEP = 30
+RECOVERY_CODE_RE = re.compile(r"^[A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4}$")
+MFA_CODED = {"invalid_mfa_code", "invalid_challenge", "aal2_required", "mfa_not_enabled", "mfa_not_pending",
+             "mfa_already_enabled"}
+
+
+class Authenticator:
+    """An authenticator app, written from RFC 6238 with the standard library (not the
+    service's code): HMAC-SHA1, 6 digits, 30-second steps. The service accepts one step
+    either side of its clock and never a step twice, so each code is of a step after the
+    last one used: the step before now while the current one has 5 s to go (the service
+    reads its clock a moment later), else now, else the next; when all three are spent it
+    waits for the clock."""
+
+    def __init__(self, secret: str) -> None:
+        self.key = base64.b32decode(secret + "=" * (-len(secret) % 8))
+        self.last = -1
+
+    def code_at(self, step: int) -> str:
+        digest = hmac.new(self.key, step.to_bytes(8, "big"), hashlib.sha1).digest()
+        offset = digest[19] & 15
+        return f"{(int.from_bytes(digest[offset:offset + 4], 'big') & 0x7FFFFFFF) % 1_000_000:06d}"
+
+    def code(self) -> str:
+        while True:
+            now, into = divmod(int(time.time()), TOTP_STEP)
+            step = max(self.last + 1, now - 1 if into < 25 else now)
+            if step <= now + 1:
+                break
+            time.sleep(1)
+        self.last = step
+        return self.code_at(step)
+
+    def used(self) -> str:
+        """The code of the last step used (presenting it again is a replay)."""
+        return self.code_at(self.last)
+
+    def wrong(self) -> str:
+        """Six digits that no step near now gives."""
+        now = int(time.time()) // TOTP_STEP
+        near = {self.code_at(step) for step in range(now - 3, now + 4)}
+        return next(code for code in (f"{n:06d}" for n in range(100_000, 1_000_000)) if code not in near)
+
+
+def enrol(c: Checker, inst: Instance, label: str, bearer: str, email: str, issuer: str = "Latch") -> Authenticator:
+    """POST /auth/mfa/totp/enroll: the answer against the contract; the app it sets up."""
+    answer = c.call(inst, label, "POST", "/auth/mfa/totp/enroll", 200, bearer=bearer)
+    body = answer.json() if answer.status_code == 200 else {}
+    secret = body.get("secret", "")
+    quoted = requests.utils.quote(email.strip().lower(), safe="")
+    expected = (f"otpauth://totp/{issuer}:{quoted}?secret={secret}&issuer={issuer}"
+                "&algorithm=SHA1&digits=6&period=30")
+    if answer.status_code == 200 and body.get("otpauthUri") != expected:
+        c.report.fail(f"[{inst.name}] {label}", f"otpauthUri {body.get('otpauthUri')!r}, expected {expected!r}")
+    if answer.status_code == 200 and "<svg" not in body.get("qrSvg", ""):
+        c.report.fail(f"[{inst.name}] {label}", "qrSvg is not an SVG document")
+    return Authenticator(secret or "A" * 32)
+
+
+def recovery_codes(c: Checker, inst: Instance, label: str, response: requests.Response) -> list[str]:
+    """The ten recovery codes of a 200 (confirm or regenerate), checked."""
+    if response.status_code != 200:
+        return []
+    codes = response.json().get("recoveryCodes", [])
+    if len(codes) != 10 or len(set(codes)) != 10 or not all(RECOVERY_CODE_RE.match(code) for code in codes):
+        c.report.fail(f"[{inst.name}] {label}", f"expected ten distinct XXXX-XXXX-XXXX codes: {codes}")
+    return codes
+
+
+def challenge_of(c: Checker, inst: Instance, label: str, email: str, password: str = PASSWORD) -> str:
+    """Sign-in of a user with an active factor: 200 with a challenge and no cookies."""
+    answer = c.call(inst, label, "POST", "/auth/signin", 200, body={"email": email, "password": password})
+    if answer.status_code != 200:
+        return ""
+    body = answer.json()
+    if body.get("mfaRequired") is not True or not body.get("challenge"):
+        c.report.fail(f"[{inst.name}] {label}", f"expected mfaRequired and a challenge: {answer.text[:200]}")
+    if answer.raw.headers.getlist("Set-Cookie"):
+        c.report.fail(f"[{inst.name}] {label}", "cookies were set although no session exists yet")
+    if {"accessToken", "refreshToken"} & set(body):
+        c.report.fail(f"[{inst.name}] {label}", "tokens in the body although no session exists yet")
+    return body.get("challenge", "")
+
+
+def verify_mfa(c: Checker, inst: Instance, label: str, challenge: str, jwks: dict, user_id: str,
+               amr: tuple[str, ...], **proof: str) -> dict:
+    """POST /auth/mfa/verify that must open an aal2 session: answered like sign-in."""
+    answer = c.call(inst, label, "POST", "/auth/mfa/verify", 200, body={"challenge": challenge, **proof})
+    if answer.status_code != 200:
+        return {}
+    cookies = c.cookies_of(f"[{inst.name}] {label}", answer, cleared=False)
+    body = answer.json()
+    if inst.tokens_in_body:
+        if body.get("accessToken") != cookies.get("token") or body.get("refreshToken") != cookies.get("refreshToken"):
+            c.report.fail(f"[{inst.name}] {label}", "body tokens differ from the cookies")
+    elif "accessToken" in body:
+        c.report.fail(f"[{inst.name}] {label}", "tokens in the body although tokens_in_body=false")
+    c.check_access_token(f"[{inst.name}] {label} access token", cookies.get("token", ""), jwks, user_id, amr=amr,
+                         verified=None)
+    return {"access": cookies.get("token", ""), "refresh": cookies.get("refreshToken", ""), "body": body}
+
+
+def refused_code(c: Checker, inst: Instance, label: str, method: str, path: str, status: int, code: str,
+                 **kwargs: Any) -> requests.Response:
+    """A call that must be refused with this status and problem `code`."""
+    answer = c.call(inst, label, method, path, status, **kwargs)
+    expect_code(c, inst, label, answer, code)
+    return answer
+
+
+def admin_mfa(c: Checker, inst: Instance, label: str, admin: str | None, user_id: str, enabled: bool) -> None:
+    """GET /admin/users/{id}: the user's `mfa` state."""
+    if not admin:
+        return
+    detail = c.call(inst, label, "GET", f"/admin/users/{user_id}", 200, bearer=admin).json().get("user", {})
+    mfa = detail.get("mfa", {})
+    if mfa.get("enabled") is not enabled or (mfa.get("confirmedAt") is None) == enabled:
+        c.report.fail(f"[{inst.name}] {label}", f"mfa {mfa}, expected enabled={enabled} with confirmedAt only then")
+
+
+def flow_mfa_dev(c: Checker, inst: Instance, admin: str | None, log: DevLog | None = None) -> None:
+    """The second factor on the development instance (its TOTP secrets sealed with the
+    key development derives from its signing key). Every code presented counts on the
+    user's counter before it is checked and a correct one clears it, so each user here
+    stays under 5 refusals between successes, except the one locked out on purpose."""
+    jwks = c.call(inst, "jwks (second factor)", "GET", "/.well-known/jwks.json", 200).json()
+    big = b'{"code":"' + b"1" * (17 * 1024) + b'"}'
+
+    # nothing to confirm, replace or remove without a factor
+    bare_email = unique_email("nofactor")
+    signup(c, inst, bare_email)
+    bare = signin(c, inst, bare_email, label="sign-in (no factor)").get("access", "")
+    refused_code(c, inst, "confirm before enrolling", "POST", "/auth/mfa/totp/confirm", 409, "mfa_not_pending",
+                 bearer=bare, body={"code": "123456"})
+    refused_code(c, inst, "recovery codes without a factor", "POST", "/auth/mfa/recovery-codes", 404,
+                 "mfa_not_enabled", bearer=bare, body={"code": "123456"})
+    refused_code(c, inst, "remove without a factor", "DELETE", "/auth/mfa/totp", 404, "mfa_not_enabled",
+                 bearer=bare, body={"code": "123456"})
+
+    # enrolment: pending until confirmed; a second enrolment replaces the first
+    email = unique_email("mfa")
+    user_id = signup(c, inst, email)
+    first = signin(c, inst, email, label="sign-in (before the second factor)")
+    bearer = first.get("access", "")
+    c.check_access_token("[dev] password-only access token", bearer, jwks, user_id)
+    other = signin(c, inst, email, label="sign-in (another session)")
+    if c.call(inst, "profile (no factor)", "GET", "/user/profile", 200, bearer=bearer).json().get(
+            "user", {}).get("mfaEnabled") is not False:
+        c.report.fail("[dev] profile (no factor)", "mfaEnabled is not false")
+    c.call(inst, "enroll without token", "POST", "/auth/mfa/totp/enroll", 401)
+    c.call(inst, "enroll wrong method", "GET", "/auth/mfa/totp/enroll", 405, bearer=bearer)
+    stale = enrol(c, inst, "enroll", bearer, email)
+    app = enrol(c, inst, "enroll again (replaces the pending one)", bearer, email)
+    if stale.key == app.key:
+        c.report.fail("[dev] enroll again", "the second enrolment gave the same secret")
+    if c.call(inst, "profile (pending factor)", "GET", "/user/profile", 200, token=bearer).json().get(
+            "user", {}).get("mfaEnabled") is not False:
+        c.report.fail("[dev] profile (pending factor)", "a pending factor shows as enabled")
+    admin_mfa(c, inst, "admin user (pending factor)", admin, user_id, enabled=False)
+    signin(c, inst, email, label="sign-in (pending factor: no challenge)")
+
+    # confirm: the body before the token, then the codes
+    missing = c.call(inst, "confirm missing code", "POST", "/auth/mfa/totp/confirm", 400, bearer=bearer, body={})
+    if [(e.get("field"), e.get("code")) for e in missing.json().get("errors", [])] != [("code", "required")]:
+        c.report.fail("[dev] confirm missing code", f"errors[] {missing.json().get('errors')}")
+    c.call(inst, "confirm recovery code instead", "POST", "/auth/mfa/totp/confirm", 400, bearer=bearer,
+           body={"recoveryCode": "AAAA-BBBB-CCCC"})
+    c.call(inst, "confirm code of the wrong type", "POST", "/auth/mfa/totp/confirm", 400, bearer=bearer,
+           body={"code": 123456})
+    c.call(inst, "confirm malformed JSON", "POST", "/auth/mfa/totp/confirm", 400, bearer=bearer, raw=b"{",
+           content_type="application/json")
+    c.call(inst, "confirm wrong content type", "POST", "/auth/mfa/totp/confirm", 415, bearer=bearer, raw=b"{}",
+           content_type="text/plain")
+    c.call(inst, "confirm over 16 KiB", "POST", "/auth/mfa/totp/confirm", 413, bearer=bearer, raw=big,
+           content_type="application/json")
+    c.call(inst, "confirm bad body before the token", "POST", "/auth/mfa/totp/confirm", 400, body={})
+    c.call(inst, "confirm without token", "POST", "/auth/mfa/totp/confirm", 401, body={"code": "123456"})
+    c.call(inst, "confirm wrong method", "GET", "/auth/mfa/totp/confirm", 405, bearer=bearer)
+    refused_code(c, inst, "confirm with the replaced secret's code", "POST", "/auth/mfa/totp/confirm", 400,
+                 "invalid_mfa_code", bearer=bearer, body={"code": stale.code_at(int(time.time()) // TOTP_STEP)})
+    refused_code(c, inst, "confirm malformed code", "POST", "/auth/mfa/totp/confirm", 400, "invalid_mfa_code",
+                 bearer=bearer, body={"code": "12ab56"})
+    confirmed = c.call(inst, "confirm", "POST", "/auth/mfa/totp/confirm", 200, token=bearer,
+                       body={"code": app.code()})
+    first_codes = recovery_codes(c, inst, "confirm", confirmed)
+    c.call(inst, "confirm: other session revoked", "GET", "/user/profile", 401, bearer=other.get("access", ""))
+    if c.call(inst, "confirm: own session kept", "GET", "/user/profile", 200, bearer=bearer).json().get(
+            "user", {}).get("mfaEnabled") is not True:
+        c.report.fail("[dev] confirm: own session kept", "mfaEnabled is not true")
+    again = c.call(inst, "confirm again", "POST", "/auth/mfa/totp/confirm", 409, bearer=bearer,
+                   body={"code": app.wrong()})
+    if again.status_code == 409 and again.json().get("code") not in ("mfa_already_enabled", "mfa_not_pending"):
+        c.report.fail("[dev] confirm again", f"code {again.json().get('code')!r}")
+    refused_code(c, inst, "enroll with an active factor", "POST", "/auth/mfa/totp/enroll", 409,
+                 "mfa_already_enabled", bearer=bearer)
+    admin_mfa(c, inst, "admin user (active factor)", admin, user_id, enabled=True)
+
+    # step-up: the password-only session may neither remove the factor nor change the
+    # password; new recovery codes need only a code (not in the default step_up_routes)
+    refused_code(c, inst, "remove from an aal1 session", "DELETE", "/auth/mfa/totp", 403, "aal2_required",
+                 bearer=bearer, body={"recoveryCode": first_codes[0] if first_codes else "AAAA-AAAA-AAAA"})
+    refused_code(c, inst, "password change from an aal1 session", "POST", "/auth/password", 403, "aal2_required",
+                 bearer=bearer, body={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD})
+    c.call(inst, "recovery codes missing code", "POST", "/auth/mfa/recovery-codes", 400, bearer=bearer, body={})
+    c.call(inst, "recovery codes with a recovery code", "POST", "/auth/mfa/recovery-codes", 400, bearer=bearer,
+           body={"recoveryCode": first_codes[0] if first_codes else "AAAA-AAAA-AAAA"})
+    c.call(inst, "recovery codes wrong content type", "POST", "/auth/mfa/recovery-codes", 415, bearer=bearer,
+           raw=b"{}", content_type="text/plain")
+    c.call(inst, "recovery codes over 16 KiB", "POST", "/auth/mfa/recovery-codes", 413, bearer=bearer, raw=big,
+           content_type="application/json")
+    c.call(inst, "recovery codes without token", "POST", "/auth/mfa/recovery-codes", 401, body={"code": "123456"})
+    c.call(inst, "recovery codes wrong method", "GET", "/auth/mfa/recovery-codes", 405, bearer=bearer)
+    regenerated = c.call(inst, "recovery codes (aal1 session, TOTP code)", "POST", "/auth/mfa/recovery-codes", 200,
+                         bearer=bearer, body={"code": app.code()})
+    codes = recovery_codes(c, inst, "recovery codes", regenerated)
+    if set(codes) & set(first_codes):
+        c.report.fail("[dev] recovery codes", "new codes repeat old ones")
+    while len(codes) < 3:
+        codes.append("AAAA-AAAA-AAAA")
+
+    # sign-in: the password answers a challenge; the code opens the session
+    c.call(inst, "sign-in wrong password (factor active)", "POST", "/auth/signin", 401,
+           body={"email": email, "password": "wrong-password"})
+    challenge = challenge_of(c, inst, "sign-in (challenge)", email)
+    someone = f"{random_id()}.{'A' * 43}"
+    for label, payload in [
+        ("verify missing challenge", {"code": "123456"}),
+        ("verify neither code nor recovery code", {"challenge": challenge}),
+        ("verify both code and recovery code", {"challenge": challenge, "code": "123456", "recoveryCode": codes[0]}),
+        ("verify empty code", {"challenge": challenge, "code": ""}),
+    ]:
+        answer = c.call(inst, label, "POST", "/auth/mfa/verify", 400, body=payload)
+        if answer.status_code == 400 and answer.json().get("code") != "FST_ERR_VALIDATION":
+            c.report.fail(f"[dev] {label}", f"code {answer.json().get('code')!r}, expected FST_ERR_VALIDATION")
+    c.call(inst, "verify code of the wrong type", "POST", "/auth/mfa/verify", 400,
+           body={"challenge": challenge, "code": 123456})
+    c.call(inst, "verify malformed JSON", "POST", "/auth/mfa/verify", 400, raw=b"[", content_type="application/json")
+    c.call(inst, "verify wrong content type", "POST", "/auth/mfa/verify", 415, raw=b"{}", content_type="text/plain")
+    c.call(inst, "verify over 16 KiB", "POST", "/auth/mfa/verify", 413, raw=big, content_type="application/json")
+    c.call(inst, "verify wrong method", "GET", "/auth/mfa/verify", 405)
+    for label, made_up in [("verify malformed challenge", "not a challenge"), ("verify unknown challenge", someone),
+                           ("verify another user's challenge", f"{random_id()}.{challenge.partition('.')[2]}")]:
+        refused_code(c, inst, label, "POST", "/auth/mfa/verify", 400, "invalid_challenge",
+                     body={"challenge": made_up, "code": "123456"})
+    refused_code(c, inst, "verify wrong code", "POST", "/auth/mfa/verify", 400, "invalid_mfa_code",
+                 body={"challenge": challenge, "code": app.wrong()})
+    with_code = verify_mfa(c, inst, "verify (TOTP code; the challenge outlived a wrong code)", challenge, jwks,
+                           user_id, ("pwd", "otp"), code=app.code())
+    refused_code(c, inst, "verify a used challenge", "POST", "/auth/mfa/verify", 400, "invalid_challenge",
+                 body={"challenge": challenge, "code": app.wrong()})
+    if with_code.get("body", {}).get("user", {}).get("id") != user_id:
+        c.report.fail("[dev] verify", f"user {with_code.get('body', {}).get('user')}")
+    c.call(inst, "profile (aal2 session)", "GET", "/user/profile", 200, token=with_code.get("access", ""))
+    challenge = challenge_of(c, inst, "sign-in (challenge for a replay)", email)
+    refused_code(c, inst, "verify replayed code", "POST", "/auth/mfa/verify", 400, "invalid_mfa_code",
+                 body={"challenge": challenge, "code": app.used()})
+    refused_code(c, inst, "verify replaced recovery code", "POST", "/auth/mfa/verify", 400, "invalid_mfa_code",
+                 body={"challenge": challenge, "recoveryCode": first_codes[1] if first_codes else "AAAA-AAAA-AAAA"})
+    by_recovery = verify_mfa(c, inst, "verify (recovery code)", challenge, jwks, user_id, ("pwd", "recovery"),
+                             recoveryCode=codes[0])
+    pending = challenge_of(c, inst, "sign-in (challenge left open)", email)
+    refused_code(c, inst, "verify used recovery code", "POST", "/auth/mfa/verify", 400, "invalid_mfa_code",
+                 body={"challenge": pending, "recoveryCode": codes[0]})
+
+    # refresh keeps the session's assurance
+    rotated = c.call(inst, "refresh (aal2 session)", "POST", "/auth/refresh", 200, refresh=with_code.get("refresh", ""))
+    fresh = c.cookies_of("[dev] refresh (aal2 session)", rotated, cleared=False)
+    c.check_access_token("[dev] refreshed aal2 access token", fresh.get("token", ""), jwks, user_id, amr=("pwd", "otp"))
+    stepped = fresh.get("token", "")
+
+    # removal from the aal2 session; then sign-in is password-only again
+    c.call(inst, "remove missing code", "DELETE", "/auth/mfa/totp", 400, bearer=stepped, body={})
+    c.call(inst, "remove both codes", "DELETE", "/auth/mfa/totp", 400, bearer=stepped,
+           body={"code": "123456", "recoveryCode": codes[1]})
+    c.call(inst, "remove wrong content type", "DELETE", "/auth/mfa/totp", 415, bearer=stepped, raw=b"{}",
+           content_type="text/plain")
+    c.call(inst, "remove over 16 KiB", "DELETE", "/auth/mfa/totp", 413, bearer=stepped, raw=big,
+           content_type="application/json")
+    c.call(inst, "remove without token", "DELETE", "/auth/mfa/totp", 401, body={"code": "123456"})
+    c.call(inst, "remove wrong method", "POST", "/auth/mfa/totp", 405, bearer=stepped)
+    refused_code(c, inst, "remove wrong code", "DELETE", "/auth/mfa/totp", 400, "invalid_mfa_code", bearer=stepped,
+                 body={"code": app.wrong()})
+    removed = c.call(inst, "remove (recovery code, aal2 session)", "DELETE", "/auth/mfa/totp", 200, token=stepped,
+                     body={"recoveryCode": codes[1]})
+    if removed.status_code == 200 and set(removed.json()) != {"message"}:
+        c.report.fail("[dev] remove", f"body {removed.text[:200]}")
+    # a sign-in that waited for the removed factor cannot open a session with it
+    left = c.call(inst, "verify a challenge opened before the removal", "POST", "/auth/mfa/verify", 400,
+                  body={"challenge": pending, "recoveryCode": codes[2]})
+    if left.status_code == 400 and left.json().get("code") not in ("invalid_challenge", "invalid_mfa_code"):
+        c.report.fail("[dev] verify a challenge opened before the removal", f"code {left.json().get('code')!r}")
+    refused_code(c, inst, "remove again", "DELETE", "/auth/mfa/totp", 404, "mfa_not_enabled", bearer=stepped,
+                 body={"recoveryCode": codes[2]})
+    if c.call(inst, "profile (factor removed)", "GET", "/user/profile", 200, bearer=stepped).json().get(
+            "user", {}).get("mfaEnabled") is not False:
+        c.report.fail("[dev] profile (factor removed)", "mfaEnabled is not false")
+    plain = signin(c, inst, email, label="sign-in (factor removed: no challenge)")
+    c.check_access_token("[dev] access token after the removal", plain.get("access", ""), jwks, user_id)
+    c.call(inst, "password change (no factor any more, aal1)", "POST", "/auth/password", 200,
+           bearer=plain.get("access", ""), body={"currentPassword": PASSWORD, "newPassword": NEW_PASSWORD})
+    c.call(inst, "recovery-code session ended by the password change", "GET", "/user/profile", 401,
+           bearer=by_recovery.get("access", ""))
+    admin_mfa(c, inst, "admin user (factor removed)", admin, user_id, enabled=False)
+    if admin:
+        trail = c.call(inst, "audit of the second factor", "GET", f"/admin/audit?userId={user_id}&limit=100", 200,
+                       bearer=admin).json().get("events", [])
+        seen = {(e.get("event"), e.get("reason")) for e in trail}
+        wanted = {("mfa_enrolled", None), ("mfa_verified", None), ("mfa_verified", "recovery_code"),
+                  ("recovery_code_used", None), ("recovery_codes_regenerated", None), ("mfa_removed", None),
+                  ("signin", "mfa_required")}
+        if not wanted <= seen or "mfa_failed" not in {event for event, _ in seen}:
+            c.report.fail("[dev] audit of the second factor", f"missing {sorted(map(str, wanted - seen))}: {seen}")
+        c.call(inst, "audit by kind mfa_failed", "GET", f"/admin/audit?kind=mfa_failed&userId={user_id}", 200,
+               bearer=admin)
+
+    # the lock-out: 5 wrong codes at sign-in lock the user's codes everywhere
+    locked_email = unique_email("mfalock")
+    signup(c, inst, locked_email)
+    session = signin(c, inst, locked_email, label="sign-in (to be locked out)").get("access", "")
+    locked_app = enrol(c, inst, "enroll (to be locked out)", session, locked_email)
+    c.call(inst, "confirm (to be locked out)", "POST", "/auth/mfa/totp/confirm", 200, bearer=session,
+           body={"code": locked_app.code()})
+    challenge = challenge_of(c, inst, "sign-in (challenge to lock out)", locked_email)
+    for attempt in range(1, 6):
+        refused_code(c, inst, f"verify wrong code {attempt} of 5", "POST", "/auth/mfa/verify", 400,
+                     "invalid_mfa_code", body={"challenge": challenge, "code": locked_app.wrong()})
+    locked = c.call(inst, "verify locked out (the right code)", "POST", "/auth/mfa/verify", 429,
+                    body={"challenge": challenge, "code": locked_app.code()})
+    retry_after = int(locked.headers.get("retry-after", "0") or 0)
+    if not 1 <= retry_after <= 60:
+        c.report.fail("[dev] verify locked out", f"Retry-After {retry_after}, expected 1..60")
+    c.call(inst, "recovery codes locked out too", "POST", "/auth/mfa/recovery-codes", 429, bearer=session,
+           body={"code": locked_app.used()})
+    c.call(inst, "remove locked out too (before the step-up check)", "DELETE", "/auth/mfa/totp", 429, bearer=session,
+           body={"code": locked_app.used()})
+    c.call(inst, "confirm locked out too", "POST", "/auth/mfa/totp/confirm", 429, bearer=session,
+           body={"code": locked_app.used()})
+
+    # account recovery by mail changes the password, not the second factor
+    if log is not None:
+        rid, mark = new_request_id("forgot"), log.mark()
+        forgot(c, inst, "forgot (user with a factor)", locked_email, rid)
+        token = dev_link(c, inst, log, "forgot link (user with a factor)", "recovery", rid, mark)
+        c.call(inst, "reset (user with a factor)", "POST", "/auth/password/reset", 200,
+               body={"token": token or "A" * 43, "newPassword": NEW_PASSWORD})
+        challenge_of(c, inst, "sign-in after the reset (still a challenge)", locked_email, NEW_PASSWORD)
+
+
+def flow_mfa_prod(c: Checker, inst: Instance, hook: WebhookReceiver | None, challenge_ttl: int) -> None:
+    """Production with mfa_encryption_key and tokens_in_body=true: verify answers the
+    tokens in its body as sign-in does; with a short mfa_challenge_ttl_seconds, an
+    expired challenge is refused."""
+    jwks = c.call(inst, "jwks (second factor)", "GET", "/.well-known/jwks.json", 200).json()
+    email = unique_email("prodmfa")
+    rid = new_request_id("signup")
+    user_id = signup(c, inst, email, request_id=rid)
+    if hook is not None:
+        verify_by_webhook(c, inst, hook, email, rid)
+    bearer = signin(c, inst, email, label="sign-in (before the second factor)").get("body", {}).get("accessToken", "")
+    app = enrol(c, inst, "enroll", bearer, email)
+    confirmed = c.call(inst, "confirm", "POST", "/auth/mfa/totp/confirm", 200, bearer=bearer,
+                       body={"code": app.code()})
+    recovery_codes(c, inst, "confirm", confirmed)
+    challenge = challenge_of(c, inst, "sign-in (challenge)", email)
+    verify_mfa(c, inst, "verify (tokens in body)", challenge, jwks, user_id, ("pwd", "otp"), code=app.code())
+    if challenge_ttl > 0:
+        expiring = challenge_of(c, inst, "sign-in (challenge to expire)", email)
+        say(f"  (waiting {challenge_ttl + 1} s for mfa_challenge_ttl_seconds={challenge_ttl})")
+        time.sleep(challenge_ttl + 1)
+        refused_code(c, inst, "verify an expired challenge", "POST", "/auth/mfa/verify", 400, "invalid_challenge",
+                     body={"challenge": expiring, "code": app.code()})
+
+
+def flow_nomfa(c: Checker, inst: Instance) -> None:
+    """Production with a signing key but no mfa_encryption_key: the second-factor routes
+    answer 503; everything else works."""
+    email = unique_email("nomfa")
+    signup(c, inst, email)
+    bearer = signin(c, inst, email).get("access", "")
+    c.call(inst, "profile", "GET", "/user/profile", 200, bearer=bearer)
+    c.call(inst, "enroll (no mfa_encryption_key)", "POST", "/auth/mfa/totp/enroll", 503, bearer=bearer)
+    c.call(inst, "confirm (no mfa_encryption_key)", "POST", "/auth/mfa/totp/confirm", 503, bearer=bearer,
+           body={"code": "123456"})
+    c.call(inst, "remove (no mfa_encryption_key)", "DELETE", "/auth/mfa/totp", 503, bearer=bearer,
+           body={"code": "123456"})
+    c.call(inst, "recovery codes (no mfa_encryption_key)", "POST", "/auth/mfa/recovery-codes", 503, bearer=bearer,
+           body={"code": "123456"})
+    c.call(inst, "verify (no mfa_encryption_key)", "POST", "/auth/mfa/verify", 503,
+           body={"challenge": f"{random_id()}.{'A' * 43}", "code": "123456"})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--spec", required=True)
@@ -1436,6 +1853,10 @@ def main() -> int:
     parser.add_argument("--dev-data-dir", help="the development instance's --data-dir: with it, the admin API "
                         "flow (an admin made with `latch admin grant`)")
     parser.add_argument("--latch", help="the latch binary (`latch admin grant`)")
+    parser.add_argument("--prod-challenge-ttl", type=int, default=0,
+                        help="the production instance's mfa_challenge_ttl_seconds: with it, a challenge is let expire")
+    parser.add_argument("--nomfa", help="base URL of a production instance with a signing key but no "
+                        "mfa_encryption_key")
     args = parser.parse_args()
 
     report = Report()
@@ -1450,6 +1871,8 @@ def main() -> int:
     if args.dev_data_dir:
         print("== development instance: the admin API", flush=True)
         tokens.update(flow_admin(checker, dev, args.latch, args.dev_data_dir))
+    print("== development instance: the second factor", flush=True)
+    flow_mfa_dev(checker, dev, tokens.get("dev_admin"), DevLog(args.dev_log) if args.dev_log else None)
     hook = None
     if args.webhook_port and args.webhook_secret:
         hook = WebhookReceiver(args.webhook_port, args.webhook_secret)
@@ -1461,9 +1884,15 @@ def main() -> int:
             [k for k in args.prod_kids.split(",") if k],
             hook,
         )
+        print("== production instance: the second factor (tokens in body)", flush=True)
+        flow_mfa_prod(checker, Instance("prod", args.prod, secure_cookies=True, behind_tls=True, tokens_in_body=True),
+                      hook, args.prod_challenge_ttl)
     if args.nokey:
         print("== production instance without a signing key", flush=True)
         flow_nokey(checker, Instance("nokey", args.nokey, secure_cookies=True, behind_tls=True))
+    if args.nomfa:
+        print("== production instance without mfa_encryption_key", flush=True)
+        flow_nomfa(checker, Instance("nomfa", args.nomfa, secure_cookies=True, behind_tls=True))
     if args.tokens_out:
         with open(args.tokens_out, "w", encoding="utf-8") as handle:
             json.dump(tokens, handle)
