@@ -9,7 +9,7 @@
 //! database round trips.
 
 use latch_domain::AuditKind;
-use latch_web::mfa::{self, CodeBody, SignedInCheck, Verified};
+use latch_web::mfa::{self, CodeBody, Needs, SignedInCheck, Verified};
 use latch_web::request::json_body;
 use latch_web::{ApiError, Ctx, Method, Request, Response, audit, response};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -22,7 +22,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 async fn confirm(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let body: CodeBody = json_body(&req)?;
     let presented = body.presented(false)?;
-    let check = SignedInCheck::begin(ctx).await?;
+    let check = SignedInCheck::begin(ctx, Needs::PendingFactor).await?;
     let sealed = match &check.context.factor {
         None => return Err(mfa::NOT_PENDING),
         Some(factor) if factor.confirmed => return Err(mfa::ALREADY_ENABLED),

@@ -6,7 +6,7 @@
 //! 429 while the user's codes are locked out. Two database round trips.
 
 use latch_domain::AuditKind;
-use latch_web::mfa::{self, CodeBody, SignedInCheck, Verified};
+use latch_web::mfa::{self, CodeBody, Needs, SignedInCheck, Verified};
 use latch_web::request::json_body;
 use latch_web::{ApiError, Ctx, Method, Request, Response, audit, response};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -26,11 +26,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 async fn regenerate(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let body: CodeBody = json_body(&req)?;
     let presented = body.presented(false)?;
-    let check = SignedInCheck::begin(ctx).await?;
-    mfa::require_step_up(ctx, &check.claims, check.context.user.mfa_enabled)?;
-    if !check.context.user.mfa_enabled {
-        return Err(mfa::NOT_ENABLED);
-    }
+    let check = SignedInCheck::begin(ctx, Needs::ConfirmedFactor).await?;
     let Verified::Totp { step } = check.verify(ctx, &presented).await? else {
         return Err(mfa::INVALID_CODE);
     };

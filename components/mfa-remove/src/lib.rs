@@ -8,7 +8,7 @@
 //! user's codes are locked out. Two database round trips.
 
 use latch_domain::AuditKind;
-use latch_web::mfa::{self, CodeBody, SignedInCheck};
+use latch_web::mfa::{self, CodeBody, Needs, SignedInCheck};
 use latch_web::request::json_body;
 use latch_web::{ApiError, Ctx, Method, Request, Response, audit, response};
 use spin_sdk::http::{IncomingRequest, ResponseOutparam};
@@ -21,11 +21,7 @@ async fn handle(req: IncomingRequest, out: ResponseOutparam) {
 async fn remove(ctx: &Ctx, req: Request) -> Result<Response, ApiError> {
     let body: CodeBody = json_body(&req)?;
     let presented = body.presented(true)?;
-    let check = SignedInCheck::begin(ctx).await?;
-    mfa::require_step_up(ctx, &check.claims, check.context.user.mfa_enabled)?;
-    if !check.context.user.mfa_enabled {
-        return Err(mfa::NOT_ENABLED);
-    }
+    let check = SignedInCheck::begin(ctx, Needs::ConfirmedFactor).await?;
     let verified = check.verify(ctx, &presented).await?;
     let removed = check.record(ctx, AuditKind::MfaRemoved)?;
     let code_used = match verified.is_recovery_code() {

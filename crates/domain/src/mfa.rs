@@ -140,16 +140,28 @@ pub struct UnsealError;
 const SEALED_V1: &str = "v1.";
 
 impl SealingKey {
-    /// The key from the variable `name`: 32 bytes in unpadded base64url.
+    /// The key from the variable `name`: 32 bytes in unpadded base64url, or
+    /// in standard base64 (what `openssl rand -base64 32` prints).
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] for anything else.
     pub fn parse(name: &'static str, value: &str) -> Result<SealingKey, ConfigError> {
-        b64url_decode_exact::<32>(value.trim())
+        use base64::Engine as _;
+        let value = value.trim();
+        b64url_decode_exact::<32>(value)
+            .or_else(|| {
+                let bytes = Zeroizing::new(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(value)
+                        .ok()?,
+                );
+                <[u8; 32]>::try_from(bytes.as_slice()).ok()
+            })
             .map(|bytes| SealingKey(Zeroizing::new(bytes)))
             .ok_or_else(|| ConfigError::Invalid {
                 name,
-                expected: "32 bytes in unpadded base64url (e.g. `openssl rand 32 | basenc --base64url | tr -d =`)".into(),
+                expected: "32 bytes in base64 (e.g. the output of `openssl rand -base64 32`)"
+                    .into(),
             })
     }
 
@@ -328,6 +340,20 @@ mod tests {
         assert_eq!(key.open("v1.", "user-a").unwrap_err(), UnsealError);
         assert_eq!(key.open("garbage", "user-a").unwrap_err(), UnsealError);
         assert!(SealingKey::parse("k", "too-short").is_err());
+        // Standard, padded base64 names the same key as base64url.
+        use base64::Engine as _;
+        let standard = base64::engine::general_purpose::STANDARD.encode([0xfb; 32]);
+        assert!(standard.contains('+') || standard.contains('/'));
+        let a = SealingKey::parse("k", &standard).unwrap();
+        let b = SealingKey::parse("k", &b64url_encode(&[0xfb; 32])).unwrap();
+        assert!(b.open(&a.seal(&secret, "u", [1; 24]), "u").is_ok());
+        assert!(
+            SealingKey::parse(
+                "k",
+                &base64::engine::general_purpose::STANDARD.encode([1; 31])
+            )
+            .is_err()
+        );
         assert!(!format!("{key:?}").contains('5'));
     }
 

@@ -27,6 +27,7 @@ latch_e2e::both_backends!(
     regenerated_recovery_codes_replace_the_old_ones,
     enrolment_and_confirmation_refusals,
     repeated_wrong_codes_lock_the_codes_out,
+    only_wrong_codes_count_towards_the_lock_out,
     a_challenge_works_once,
     a_challenge_expires,
     racing_verifications_of_one_challenge_open_one_session,
@@ -265,20 +266,17 @@ fn enrol_confirm_sign_in_and_verify_with_a_code(backend: Backend) {
     // A password-only session: aal1, amr ["pwd"].
     assert_assurance(&first.access, "aal1", &["pwd"]);
     assert!(!mfa_enabled(&svc, &first.access));
-    let detail = |what: &str| {
+    // The admin's view of the user, taken along the way and checked at the
+    // end (so that the rest of the flow is checked whatever it shows).
+    let detail = || {
         let reply = svc
             .get(&format!("/admin/users/{}", account.id))
             .access_cookie(&admin.access)
             .send();
         reply.expect_status(200);
-        let mfa = reply.json()["user"]["mfa"].clone();
-        assert!(mfa.is_object(), "{what}: no user.mfa in {reply}");
-        mfa
+        reply.json()["user"].clone()
     };
-    assert_eq!(
-        detail("before enrolling"),
-        json!({"enabled": false, "confirmedAt": null})
-    );
+    let mut admin_views = vec![("before enrolling", detail())];
 
     // Enrol.
     let reply = svc.mfa_enroll(&first.access);
@@ -323,10 +321,7 @@ fn enrol_confirm_sign_in_and_verify_with_a_code(backend: Backend) {
     // Pending: sign-in does not ask for it, the profile does not show it.
     let pending = svc.sign_in(&account);
     assert!(!mfa_enabled(&svc, &first.access));
-    assert_eq!(
-        detail("pending"),
-        json!({"enabled": false, "confirmedAt": null})
-    );
+    admin_views.push(("pending", detail()));
 
     // Confirm: ten recovery codes, every other session of the user revoked.
     let reply = svc.mfa_confirm(&first.access, &authenticator.fresh_code());
@@ -343,13 +338,7 @@ fn enrol_confirm_sign_in_and_verify_with_a_code(backend: Backend) {
     let refreshed = svc.refresh(&first.refresh);
     refreshed.expect_status(200);
     assert_assurance(&tokens_of(&refreshed).access, "aal1", &["pwd"]);
-    let mfa = detail("confirmed");
-    assert_eq!(mfa["enabled"], true, "{mfa}");
-    let confirmed_at = mfa["confirmedAt"].as_str().unwrap_or("");
-    assert!(
-        confirmed_at.contains('T'),
-        "confirmedAt {confirmed_at:?} is not RFC 3339"
-    );
+    admin_views.push(("confirmed", detail()));
     // Only hashes of the codes are stored.
     let db = svc.db();
     assert_eq!(
@@ -446,6 +435,26 @@ fn enrol_confirm_sign_in_and_verify_with_a_code(backend: Backend) {
             .any(|l| l["event"] == "mfa_verified" && l["outcome"] == "success")
     });
     assert_no_violations(&svc);
+
+    // GET /admin/users/{id}: `mfa: {enabled, confirmedAt}`.
+    for (what, user) in &admin_views {
+        let mfa = &user["mfa"];
+        assert!(mfa.is_object(), "{what}: no user.mfa object in {user}");
+        if *what == "confirmed" {
+            assert_eq!(mfa["enabled"], true, "{what}: {user}");
+            let confirmed_at = mfa["confirmedAt"].as_str().unwrap_or("");
+            assert!(
+                confirmed_at.contains('T'),
+                "{what}: confirmedAt {confirmed_at:?} is not RFC 3339"
+            );
+        } else {
+            assert_eq!(
+                *mfa,
+                json!({"enabled": false, "confirmedAt": null}),
+                "{what}: {user}"
+            );
+        }
+    }
 }
 
 // --- refusals ------------------------------------------------------------------------
@@ -635,22 +644,25 @@ fn enrolment_and_confirmation_refusals(backend: Backend) {
         }
     }
 
-    let account = svc.create_account();
-    let tokens = svc.sign_in(&account);
-    // Nothing pending.
+    // Nothing pending; no factor to remove (another account: whether such
+    // refusals count towards the lock-out is only_wrong_codes_count_...'s).
+    let bare = svc.create_account();
+    let bare_tokens = svc.sign_in(&bare);
     assert_coded(
         "confirm before enrolling",
-        &svc.mfa_confirm(&tokens.access, "123456"),
+        &svc.mfa_confirm(&bare_tokens.access, "123456"),
         409,
         "mfa_not_pending",
     );
-    // No factor to remove.
     assert_coded(
         "remove without a factor",
-        &remove(&svc, &tokens.access, &json!({"code": "123456"})),
+        &remove(&svc, &bare_tokens.access, &json!({"code": "123456"})),
         404,
         "mfa_not_enabled",
     );
+
+    let account = svc.create_account();
+    let tokens = svc.sign_in(&account);
 
     // A new enrolment replaces a pending one (`{}` is a body enrol takes).
     let (first, _) = svc.start_mfa(&tokens.access);
@@ -780,6 +792,57 @@ fn repeated_wrong_codes_lock_the_codes_out(backend: Backend) {
         .unwrap();
     let reply = svc.mfa_verify(&challenge, &authenticator.fresh_code());
     reply.expect_status(200);
+    assert_no_violations(&svc);
+}
+
+/// The lock-out counts wrong codes (5 in 15 minutes); refusals that look
+/// at no code are not wrong codes.
+fn only_wrong_codes_count_towards_the_lock_out(backend: Backend) {
+    let svc = Service::start_default(backend);
+    let (account, enrolment, mut authenticator, _) = account_with_factor(&svc);
+    let challenge = svc.mfa_challenge(&account);
+    for i in 0..4 {
+        assert_invalid_code(
+            &format!("wrong code {i}"),
+            &svc.mfa_verify(&challenge, &authenticator.wrong_code()),
+        );
+    }
+    // Refused before any code is checked: step-up (twice), nothing pending.
+    for _ in 0..2 {
+        assert_coded(
+            "removal at aal1",
+            &remove(
+                &svc,
+                &enrolment.access,
+                &json!({"code": authenticator.peek_code()}),
+            ),
+            403,
+            "aal2_required",
+        );
+    }
+    assert_problem(
+        &svc.mfa_confirm(&enrolment.access, &authenticator.peek_code()),
+        409,
+    );
+    // Unknown challenges either.
+    assert_invalid_challenge(
+        "unknown challenge",
+        &svc.mfa_verify(
+            &format!("{}.{}", account.id, b64url_encode(&[5u8; 32])),
+            &authenticator.peek_code(),
+        ),
+    );
+    let reply = svc.mfa_verify(&challenge, &authenticator.fresh_code());
+    assert_eq!(
+        reply.status, 200,
+        "four wrong codes and four refusals that checked no code (403 aal2_required x2, \
+         409, 400 invalid_challenge) locked the codes out: {reply}"
+    );
+    assert_eq!(
+        audit_rows(&svc, &account.id, "mfa_failed", None),
+        4,
+        "only wrong codes are recorded as mfa_failed"
+    );
     assert_no_violations(&svc);
 }
 
@@ -1450,12 +1513,9 @@ fn production_needs_an_encryption_key(backend: Backend) {
             "nothing stored without a key"
         );
     }
-    // Standard base64 (padded) of 32 bytes is a key too; and with
-    // tokens_in_body, verify puts the tokens in the body as sign-in does.
-    let key = {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.encode([42u8; 32])
-    };
+    // With a key (unpadded base64url) the routes work; with tokens_in_body,
+    // verify puts the tokens in the body as sign-in does.
+    let key = b64url_encode(&[0xfb; 32]);
     let svc = Options::new(backend)
         .production()
         .var("mfa_encryption_key", &key)
@@ -1471,6 +1531,27 @@ fn production_needs_an_encryption_key(backend: Backend) {
     assert_eq!(body["accessToken"], cookies.access.as_str(), "{reply}");
     assert_eq!(body["refreshToken"], cookies.refresh.as_str(), "{reply}");
     assert_assurance(&cookies.access, "aal2", &["pwd", "otp"]);
+    assert!(!svc.output().contains(&key), "the key is in the log");
+    assert_no_violations(&svc);
+    drop(svc);
+
+    // Standard base64 (with `+`, `/` and padding) of 32 bytes is a key too.
+    let key = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode([0xfb; 32])
+    };
+    assert!(key.contains('+') && key.contains('/') && key.ends_with('='));
+    let svc = Options::new(backend)
+        .production()
+        .var("mfa_encryption_key", &key)
+        .start();
+    let account = svc.create_account();
+    let tokens = svc.sign_in(&account);
+    let reply = svc.mfa_enroll(&tokens.access);
+    assert_eq!(
+        reply.status, 200,
+        "mfa_encryption_key in standard base64 (the spec allows it): {reply}"
+    );
     assert!(!svc.output().contains(&key), "the key is in the log");
     assert_no_violations(&svc);
 }

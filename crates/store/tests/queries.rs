@@ -1789,3 +1789,31 @@ fn an_admin_with_a_factor_acts_only_from_a_session_that_presented_it() {
         .unwrap();
     assert_eq!(page.users.len(), 1);
 }
+
+#[test]
+fn a_code_the_route_will_not_check_counts_nothing() {
+    use latch_store::Expected;
+    let db = Native::migrated();
+    let store = Store::new(&db);
+    user_with_factor(&db, &store);
+    let key = ThrottleKey::second_factor("u1");
+    let begin = |expected, attempt_id: &str| {
+        let refused = refusal(2_200);
+        let attempt = latch_store::FactorAttempt {
+            key: &key,
+            policy: &ThrottlePolicy::ACCOUNT,
+            attempt_id,
+            refusal: &refused,
+        };
+        block_on(store.begin_factor_check("s1", "u1", expected, attempt, 2_200))
+            .unwrap()
+            .unwrap()
+    };
+    // No pending factor to confirm, a session the step-up rule refuses: not counted.
+    begin(Expected::Pending, "a1");
+    begin(Expected::Confirmed { allowed: false }, "a2");
+    assert_eq!(db.scalar("SELECT count(*) FROM throttle"), 0);
+    let context = begin(Expected::Confirmed { allowed: true }, "a3");
+    assert_eq!(context.counter.failures, 1);
+    assert!(context.user.mfa_enabled);
+}

@@ -8,7 +8,7 @@ use latch_domain::{
     AccessClaims, AuditEvent, AuditKind, Environment, KeySet, Outcome, SealingKey, ThrottleKey,
     ThrottlePolicy, TotpError,
 };
-use latch_store::{AuditRecord, FactorAttempt, FactorContext, Proof, Store};
+use latch_store::{AuditRecord, Expected, FactorAttempt, FactorContext, Proof, Store};
 use serde::Deserialize;
 
 use crate::db::Backend;
@@ -202,11 +202,29 @@ pub fn new_recovery_codes(
 /// Refuses `claims` on this route when `step_up_routes` lists it, the user
 /// has a factor and the session did not present it.
 pub fn require_step_up(ctx: &Ctx, claims: &AccessClaims, has_factor: bool) -> Result<(), ApiError> {
-    let routes = config::var("step_up_routes")?;
-    if latch_domain::mfa::step_up_required(&routes, ctx.route, has_factor, claims.is_aal2()) {
+    if step_up_refuses(ctx, claims, has_factor)? {
         return Err(AAL2_REQUIRED);
     }
     Ok(())
+}
+
+fn step_up_refuses(ctx: &Ctx, claims: &AccessClaims, has_factor: bool) -> Result<bool, ApiError> {
+    let routes = config::var("step_up_routes")?;
+    Ok(latch_domain::mfa::step_up_required(
+        &routes,
+        ctx.route,
+        has_factor,
+        claims.is_aal2(),
+    ))
+}
+
+/// What a route that manages the factor checks a code against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Needs {
+    /// The pending factor (confirmation).
+    PendingFactor,
+    /// The confirmed factor, from a session that passes the step-up rule.
+    ConfirmedFactor,
 }
 
 /// One code's attempt on the user's second-factor counter: what to record
@@ -328,17 +346,31 @@ impl SignedInCheck {
     /// second-factor counter and reads their factor: 401 when the session
     /// has ended, 429 while the counter is locked. One database round trip
     /// (and the development key's, in development).
-    pub async fn begin(ctx: &Ctx) -> Result<SignedInCheck, ApiError> {
+    /// Only a code that will be checked counts: a refusal for want of the
+    /// factor `needs` names, or of `aal2` (step-up), counts nothing.
+    pub async fn begin(ctx: &Ctx, needs: Needs) -> Result<SignedInCheck, ApiError> {
         let now = crate::time::now();
         let store = crate::db::open()?;
         let (claims, keys) = crate::auth::verify(ctx, &store, now).await?;
         let key = sealing_key(&keys)?;
+        let expected = match needs {
+            Needs::PendingFactor => Expected::Pending,
+            Needs::ConfirmedFactor => Expected::Confirmed {
+                allowed: !step_up_refuses(ctx, &claims, true)?,
+            },
+        };
         let attempt = Attempt::new(ctx, &claims.sub, Some(&claims.sid), now)?;
         let context = store
-            .begin_factor_check(&claims.sid, &claims.sub, attempt.counted(), now)
+            .begin_factor_check(&claims.sid, &claims.sub, expected, attempt.counted(), now)
             .await?
             .ok_or_else(crate::auth::session_ended)?;
         attempt.refused(ctx, &context)?;
+        if needs == Needs::ConfirmedFactor {
+            require_step_up(ctx, &claims, context.user.mfa_enabled)?;
+            if !context.user.mfa_enabled {
+                return Err(NOT_ENABLED);
+            }
+        }
         Ok(SignedInCheck {
             store,
             claims,

@@ -68,6 +68,33 @@ pub struct FactorAttempt<'a> {
     pub refusal: &'a AuditRecord,
 }
 
+/// Which factor a signed-in caller's code is checked against: only an
+/// attempt that will be checked is counted (a refusal for want of a
+/// factor, or of `aal2`, is no guess).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// A pending factor (confirmation).
+    Pending,
+    /// A confirmed factor; `allowed` false when the route will refuse the
+    /// session anyway (step-up).
+    Confirmed { allowed: bool },
+}
+
+impl Expected {
+    fn condition(self, user_id: &str) -> (&'static str, Vec<Value>) {
+        match self {
+            Expected::Pending => (
+                "EXISTS (SELECT 1 FROM mfa_factors f WHERE f.user_id = ? AND f.confirmed_at IS NULL)",
+                vec![user_id.into()],
+            ),
+            Expected::Confirmed { allowed } => (
+                "? AND EXISTS (SELECT 1 FROM mfa_factors f WHERE f.user_id = ? AND f.confirmed_at IS NOT NULL)",
+                vec![i64::from(allowed).into(), user_id.into()],
+            ),
+        }
+    }
+}
+
 /// A sign-in challenge to store.
 #[derive(Debug, Clone, Copy)]
 pub struct NewChallenge<'a> {
@@ -248,23 +275,33 @@ impl<D: Database> Store<D> {
     }
 
     /// Counts a signed-in caller's code on their second-factor counter, or
-    /// records the refusal while it is locked, and reads the factor. `None`
-    /// when the session has ended. One round trip.
+    /// records the refusal while it is locked, when the factor is as
+    /// `expected` (otherwise the route refuses without looking at the code,
+    /// and nothing is counted or recorded); reads the factor. `None` when the
+    /// session has ended. One round trip.
     pub async fn begin_factor_check(
         &self,
         session_id: &str,
         user_id: &str,
+        expected: Expected,
         attempt: FactorAttempt<'_>,
         now: i64,
     ) -> Result<Option<FactorContext>, StoreError> {
+        let (guard, guard_params) = expected.condition(user_id);
         let writes = [
-            record_if_locked_and(attempt.refusal, &[attempt.key], None, None, now),
+            record_if_locked_and(
+                attempt.refusal,
+                &[attempt.key],
+                None,
+                Some((guard, guard_params.clone())),
+                now,
+            ),
             count_attempt_if(
                 attempt.key,
                 attempt.policy,
                 attempt.attempt_id,
                 &[],
-                None,
+                Some((guard, guard_params)),
                 now,
             ),
         ];
