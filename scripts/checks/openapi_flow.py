@@ -1781,10 +1781,11 @@ def flow_mfa_dev(c: Checker, inst: Instance, admin: str | None, log: DevLog | No
         c.report.fail("[dev] verify locked out", f"Retry-After {retry_after}, expected 1..60")
     c.call(inst, "recovery codes locked out too", "POST", "/auth/mfa/recovery-codes", 429, bearer=session,
            body={"code": locked_app.used()})
-    c.call(inst, "remove locked out too (before the step-up check)", "DELETE", "/auth/mfa/totp", 429, bearer=session,
-           body={"code": locked_app.used()})
-    c.call(inst, "confirm locked out too", "POST", "/auth/mfa/totp/confirm", 429, bearer=session,
-           body={"code": locked_app.used()})
+    # Refusals that never look at a code answer for themselves, lock or not, and count nothing.
+    refused_code(c, inst, "remove while locked, from an aal1 session", "DELETE", "/auth/mfa/totp", 403,
+                 "aal2_required", bearer=session, body={"code": locked_app.used()})
+    refused_code(c, inst, "confirm while locked, with the factor active", "POST", "/auth/mfa/totp/confirm", 409,
+                 "mfa_already_enabled", bearer=session, body={"code": locked_app.used()})
 
     # account recovery by mail changes the password, not the second factor
     if log is not None:
