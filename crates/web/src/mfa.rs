@@ -2,7 +2,6 @@
 //! carries a code, checking a code against what the store read, the
 //! throttled attempt around it, and the step-up rule.
 
-use latch_domain::AccessClaims as Claims;
 use latch_domain::totp::{self, RECOVERY_CODES};
 use latch_domain::{
     AccessClaims, AuditEvent, AuditKind, Environment, KeySet, Outcome, SealingKey, ThrottleKey,
@@ -133,14 +132,15 @@ impl Verified {
         }
     }
 
+    /// Whether a recovery code (not a TOTP code) was presented.
     pub fn is_recovery_code(&self) -> bool {
         matches!(self, Verified::RecoveryCode { .. })
     }
 }
 
-/// Checks `presented` against the factor the store read for `user_id`
-/// (which must be confirmed unless `pending` is asked for). `Err(reason)`
-/// names a refusal for the audit trail; a secret that will not open is a
+/// Checks `presented` against the factor the store read (pending or
+/// confirmed, as the route asked the store for). `Err(reason)` names a
+/// refusal for the audit trail; a secret that will not open is a
 /// configuration error (503), never a wrong code.
 pub fn check(
     context: &FactorContext,
@@ -334,7 +334,7 @@ impl Attempt {
 /// the factor (confirm, remove, new recovery codes) start from.
 pub struct SignedInCheck {
     pub store: Store<Backend>,
-    pub claims: Claims,
+    pub claims: AccessClaims,
     pub key: SealingKey,
     pub attempt: Attempt,
     pub context: FactorContext,
@@ -344,19 +344,24 @@ pub struct SignedInCheck {
 impl SignedInCheck {
     /// Verifies the caller's access token, counts the attempt on their
     /// second-factor counter and reads their factor: 401 when the session
-    /// has ended, 429 while the counter is locked. One database round trip
-    /// (and the development key's, in development).
-    /// Only a code that will be checked counts: a refusal for want of the
-    /// factor `needs` names, or of `aal2` (step-up), counts nothing.
+    /// has ended, 429 while the counter is locked, then (for a confirmed
+    /// factor) 403 `aal2_required` or 404 `mfa_not_enabled`. Only a code that
+    /// will be checked counts: those refusals count nothing. One database
+    /// round trip (and the development key's, in development).
     pub async fn begin(ctx: &Ctx, needs: Needs) -> Result<SignedInCheck, ApiError> {
         let now = crate::time::now();
         let store = crate::db::open()?;
         let (claims, keys) = crate::auth::verify(ctx, &store, now).await?;
         let key = sealing_key(&keys)?;
+        // Whether the step-up rule refuses this session, should the user have a factor.
+        let refused_without_aal2 = match needs {
+            Needs::PendingFactor => false,
+            Needs::ConfirmedFactor => step_up_refuses(ctx, &claims, true)?,
+        };
         let expected = match needs {
             Needs::PendingFactor => Expected::Pending,
             Needs::ConfirmedFactor => Expected::Confirmed {
-                allowed: !step_up_refuses(ctx, &claims, true)?,
+                allowed: !refused_without_aal2,
             },
         };
         let attempt = Attempt::new(ctx, &claims.sub, Some(&claims.sid), now)?;
@@ -366,7 +371,9 @@ impl SignedInCheck {
             .ok_or_else(crate::auth::session_ended)?;
         attempt.refused(ctx, &context)?;
         if needs == Needs::ConfirmedFactor {
-            require_step_up(ctx, &claims, context.user.mfa_enabled)?;
+            if context.user.mfa_enabled && refused_without_aal2 {
+                return Err(AAL2_REQUIRED);
+            }
             if !context.user.mfa_enabled {
                 return Err(NOT_ENABLED);
             }

@@ -288,39 +288,18 @@ impl<D: Database> Store<D> {
         now: i64,
     ) -> Result<Option<FactorContext>, StoreError> {
         let (guard, guard_params) = expected.condition(user_id);
-        let writes = [
-            record_if_locked_and(
-                attempt.refusal,
-                &[attempt.key],
-                None,
-                Some((guard, guard_params.clone())),
-                now,
-            ),
-            count_attempt_if(
-                attempt.key,
-                attempt.policy,
-                attempt.attempt_id,
-                &[],
-                Some((guard, guard_params)),
-                now,
-            ),
-        ];
-        let (refused, refusal_id) = recorded(attempt.refusal, "refused");
-        let mut params: Vec<Value> = vec![refusal_id, attempt.key.as_str().into()];
-        params.extend(active_session_params(session_id, user_id, now));
-        let read = stmt(
+        self.begin_code_check(
+            attempt,
+            (guard, guard_params),
             &format!(
-                "SELECT {USER_COLUMNS}, {FACTOR_COLUMNS}, {refused} \
-                 FROM sessions s JOIN users u ON u.id = s.user_id \
+                "sessions s JOIN users u ON u.id = s.user_id \
                  LEFT JOIN mfa_factors f ON f.user_id = u.id LEFT JOIN throttle t ON t.key = ? \
                  WHERE {ACTIVE_SESSION}"
             ),
-            params,
-        );
-        let rows = self.batch(&writes, Some(&read)).await?;
-        rows.first()
-            .map(|row| factor_context(&row, now))
-            .transpose()
+            active_session_params(session_id, user_id, now),
+            now,
+        )
+        .await
     }
 
     /// Counts a code presented with the sign-in challenge `challenge_hash`
@@ -338,12 +317,41 @@ impl<D: Database> Store<D> {
     ) -> Result<Option<FactorContext>, StoreError> {
         let open = format!("EXISTS (SELECT 1 FROM mfa_challenges c WHERE {OPEN_CHALLENGE})");
         let open_params = open_challenge_params(challenge_hash, user_id, now);
+        self.begin_code_check(
+            attempt,
+            (&open, open_params.clone()),
+            &format!(
+                "mfa_challenges c JOIN users u ON u.id = c.user_id \
+                 LEFT JOIN mfa_factors f ON f.user_id = u.id AND f.confirmed_at IS NOT NULL \
+                 LEFT JOIN throttle t ON t.key = ? \
+                 WHERE {OPEN_CHALLENGE}"
+            ),
+            open_params,
+            now,
+        )
+        .await
+    }
+
+    /// The round trip both checks share: the refusal recorded if the key is
+    /// locked and the attempt counted if not, each only while `guard` holds;
+    /// then the user, factor, recovery codes and counter read from `from`
+    /// (a FROM clause with its WHERE, joining `u`, `f` and `throttle t ON
+    /// t.key = ?`; `from_params` fill its placeholders after that key).
+    async fn begin_code_check(
+        &self,
+        attempt: FactorAttempt<'_>,
+        guard: (&str, Vec<Value>),
+        from: &str,
+        from_params: Vec<Value>,
+        now: i64,
+    ) -> Result<Option<FactorContext>, StoreError> {
+        let (condition, guard_params) = guard;
         let writes = [
             record_if_locked_and(
                 attempt.refusal,
                 &[attempt.key],
                 None,
-                Some((&open, open_params.clone())),
+                Some((condition, guard_params.clone())),
                 now,
             ),
             count_attempt_if(
@@ -351,21 +359,15 @@ impl<D: Database> Store<D> {
                 attempt.policy,
                 attempt.attempt_id,
                 &[],
-                Some((&open, open_params.clone())),
+                Some((condition, guard_params)),
                 now,
             ),
         ];
         let (refused, refusal_id) = recorded(attempt.refusal, "refused");
         let mut params: Vec<Value> = vec![refusal_id, attempt.key.as_str().into()];
-        params.extend(open_params);
+        params.extend(from_params);
         let read = stmt(
-            &format!(
-                "SELECT {USER_COLUMNS}, {FACTOR_COLUMNS}, {refused} \
-                 FROM mfa_challenges c JOIN users u ON u.id = c.user_id \
-                 LEFT JOIN mfa_factors f ON f.user_id = u.id AND f.confirmed_at IS NOT NULL \
-                 LEFT JOIN throttle t ON t.key = ? \
-                 WHERE {OPEN_CHALLENGE}"
-            ),
+            &format!("SELECT {USER_COLUMNS}, {FACTOR_COLUMNS}, {refused} FROM {from}"),
             params,
         );
         let rows = self.batch(&writes, Some(&read)).await?;
